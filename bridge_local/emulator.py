@@ -1,0 +1,333 @@
+"""Embedded AWS: a moto server in this process whose Lambda invokes run real Python handlers.
+
+moto 5.2.5 is pinned: the Lambda routing below patches one method of its non-Docker Lambda
+backend, and `verify_lambda_routing()` fails loudly if that method moves or changes shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import boto3
+import httpx
+from moto.server import ThreadedMotoServer
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DUMMY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/video-bridge-local"
+
+MOTO_CONFIG: dict[str, Any] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+Handler = Callable[[Any, Any], Any]
+
+# The signature the patch is written against; a moto upgrade that changes it must fail here.
+_EXPECTED_INVOKE_PARAMS = ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
+
+
+# --------------------------------------------------------------------------- Lambda context
+
+
+@dataclass
+class LambdaContext:
+    """What the Lambda Python runtime hands a handler, enough for Powertools and our code."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_s: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        if not self.log_stream_name:
+            day = time.strftime("%Y/%m/%d", time.gmtime())
+            self.log_stream_name = f"{day}/[{self.function_version}]{uuid.uuid4().hex}"
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+# --------------------------------------------------------------------------- handler registry
+
+
+class HandlerRegistry:
+    """Function name → handler. ARNs (with or without qualifier) resolve to their name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def function_name_of(name_or_arn: str) -> str:
+        # arn:aws:lambda:region:account:function:name[:qualifier] or name[:qualifier]
+        if name_or_arn.startswith("arn:"):
+            parts = name_or_arn.split(":")
+            return parts[6] if len(parts) > 6 else name_or_arn
+        return name_or_arn.split(":", 1)[0]
+
+    def register(self, name_or_arn: str, handler: Handler) -> None:
+        with self._lock:
+            self._handlers[self.function_name_of(name_or_arn)] = handler
+
+    def unregister(self, name_or_arn: str) -> None:
+        with self._lock:
+            self._handlers.pop(self.function_name_of(name_or_arn), None)
+
+    def lookup(self, name_or_arn: str) -> Handler | None:
+        with self._lock:
+            return self._handlers.get(self.function_name_of(name_or_arn))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._handlers.clear()
+
+
+# moto's backend is process-global, so the routing table is too.
+registry = HandlerRegistry()
+
+
+# --------------------------------------------------------------------------- the moto patch
+
+
+def _lambda_simple_backend_class() -> type:
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    return LambdaSimpleBackend
+
+
+def verify_lambda_routing() -> None:
+    """Raise if moto no longer has the method we patch, with the shape we patch it for."""
+    cls = _lambda_simple_backend_class()
+    invoke = cls.__dict__.get("invoke")
+    if invoke is None:
+        raise RuntimeError("moto changed: LambdaSimpleBackend.invoke is gone; Lambda routing cannot work")
+    original = getattr(invoke, "__bridge_original__", invoke)
+    params = list(inspect.signature(original).parameters)
+    if params != _EXPECTED_INVOKE_PARAMS:
+        raise RuntimeError(f"moto changed: LambdaSimpleBackend.invoke{params} != {_EXPECTED_INVOKE_PARAMS}")
+    if not hasattr(cls, "get_function"):
+        raise RuntimeError("moto changed: LambdaSimpleBackend.get_function is gone")
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    # Lambda's Python runtime shape; Step Functions reads errorType as the error name.
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+
+
+def _run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[bytes, bool]:
+    """Run one invocation; return (payload, failed)."""
+    try:
+        result = handler(event, context)
+        return json.dumps(result).encode("utf-8"), False
+    except Exception as exc:  # noqa: BLE001 - every handler failure becomes a function error
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"[lambda {context.function_name}] {type(exc).__name__}: {message}", file=sys.stderr)
+        return json.dumps(_error_payload(exc)).encode("utf-8"), True
+
+
+def install_lambda_routing() -> None:
+    """Patch LambdaSimpleBackend.invoke once so registered functions run in this process."""
+    verify_lambda_routing()
+    cls = _lambda_simple_backend_class()
+    if getattr(cls.invoke, "__bridge_original__", None) is not None:
+        return
+    original = cls.invoke
+
+    def invoke(
+        self: Any,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> str | bytes | None:
+        handler = registry.lookup(function_name)
+        if handler is None:
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        # Unknown functions raise ResourceNotFound here, as on AWS.
+        fn = self.get_function(function_name, qualifier)
+        raw = body.decode("utf-8") if isinstance(body, bytes) else body
+        event = json.loads(raw) if raw else {}
+        context = LambdaContext(
+            function_name=fn.function_name,
+            function_version=fn.version,
+            invoked_function_arn=fn.function_arn,
+            memory_limit_in_mb=int(fn.memory_size or 128),
+            timeout_s=float(fn.timeout or 3),
+        )
+        invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse") if headers else "RequestResponse"
+        if invocation_type == "DryRun":
+            return b""
+        if invocation_type == "Event":
+            # Async invoke: AWS answers 202 at once and runs the function later.
+            threading.Thread(target=_run_handler, args=(handler, event, context), daemon=True).start()
+            return b""
+        payload, failed = _run_handler(handler, event, context)
+        if failed:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        response_headers["Content-Length"] = str(len(payload))
+        return payload
+
+    invoke.__bridge_original__ = original  # type: ignore[attr-defined]
+    cls.invoke = invoke
+
+
+# --------------------------------------------------------------------------- JSONata
+
+
+def install_jsonata() -> None:
+    """Give moto's Step Functions interpreter a JSONata evaluator (it ships a JVM stub)."""
+    import jsonata
+    from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+
+    def evaluate(expression: str) -> Any:
+        try:
+            return jsonata.Jsonata(expression).evaluate(None)
+        except Exception as exc:  # noqa: BLE001 - surfaced as States.QueryEvaluationError
+            raise moto_jsonata.JSONataException("UNKNOWN", str(exc)) from exc
+
+    moto_jsonata._eval_jsonata = evaluate
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return event\n")
+    return buf.getvalue()
+
+
+DUMMY_ZIP = _dummy_zip()
+
+
+class EmbeddedAws:
+    """A moto server on 127.0.0.1 that boto3 clients made later in this process will reach."""
+
+    def __init__(self, region: str = DEFAULT_REGION, port: int = 0) -> None:
+        self.region = region
+        self._port = port
+        self._server: ThreadedMotoServer | None = None
+        self.endpoint_url = ""
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> EmbeddedAws:
+        if self._server is not None:
+            return self
+        install_lambda_routing()
+        install_jsonata()
+        # Werkzeug logs every request at INFO; the local run wants to show events, not that.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        server.start()
+        self._server = server
+        self._port = server.get_host_and_port()[1]
+        self.endpoint_url = f"http://127.0.0.1:{self._port}"
+        # The interpreter calls back to localhost:$MOTO_PORT, read per call: set before any execution.
+        os.environ["MOTO_PORT"] = str(self._port)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        response = httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
+        response.raise_for_status()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.stop()
+        self._server = None
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset API); registered handlers stay."""
+        httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def register_function(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        memory_mb: int = 128,
+        timeout_s: int = 30,
+        environment: dict[str, str] | None = None,
+        description: str = "",
+    ) -> str:
+        """Create (or keep) the function in moto and route its invokes to `handler`; return its ARN."""
+        lam = self.client("lambda")
+        try:
+            arn: str = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        except lam.exceptions.ResourceNotFoundException:
+            arn = lam.create_function(
+                FunctionName=name,
+                Runtime="python3.11",
+                Role=DUMMY_ROLE_ARN,
+                Handler="app.handler",
+                Code={"ZipFile": DUMMY_ZIP},
+                Description=description,
+                MemorySize=memory_mb,
+                Timeout=timeout_s,
+                Environment={"Variables": environment or {}},
+            )["FunctionArn"]
+        registry.register(name, handler)
+        return arn
+
+    def __enter__(self) -> EmbeddedAws:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextmanager
+def embedded_aws(region: str = DEFAULT_REGION) -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(region=region) as aws:
+        yield aws

@@ -1,0 +1,767 @@
+"""A local stand-in for Router One's async video-generation API, served over real HTTP.
+
+It follows /work/shared/ROUTER_ONE_API.md: submit returns 202 with a task id, status polls
+walk a timeline (pending -> processing -> completed/failed), and every error uses the
+documented envelope. Jobs can be scripted three ways, later ones winning:
+
+1. server defaults (constructor arguments, CLI flags, or ``POST /_sim/config``);
+2. a directive in the prompt, e.g. ``[sim duration=5 outcome=failed progress=none queue=0]``;
+3. ``POST /_sim/next`` (FIFO; each queued config is used by the next accepted submit).
+
+Run it in the foreground with ``python -m bridge_local.simulator --port 8010``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hmac
+import json
+import math
+import re
+import shlex
+import signal
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+SUBMIT_PATH = "/v1/videos/generations"
+STATUS_PREFIX = SUBMIT_PATH + "/"
+FILES_PREFIX = "/files/"
+TASK_ID_RE = re.compile(r"^v_[0-9a-f]{32}$")
+OUTCOMES = ("completed", "failed")
+PROGRESS_MODES = ("linear", "stepped", "none")
+ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+MAX_IMAGE_URLS = 3
+OVERSIZED_MARKER = "oversized"
+MAX_BODY_BYTES = 1 << 20
+DEFAULT_API_KEY = "sk-local-simulator"
+DEFAULT_ERROR_CODE = "generation_failed"
+DEFAULT_ERROR_MESSAGE = "content policy violation"
+
+# (fraction of run time, progress) breakpoints for the "stepped" mode: the value holds flat
+# between breakpoints (stalls), jumps by uneven amounts, and sits at 95 for the last tenth.
+STEPPED_PROGRESS = ((0.0, 0), (0.1, 4), (0.25, 19), (0.45, 23), (0.6, 58), (0.8, 71), (0.9, 95))
+
+# A lone MP4 "ftyp" box: enough for clients that sniff the file type of a download.
+FAKE_MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp42"
+
+# Only echo a Host header back into result URLs when it looks like host[:port].
+_HOST_HEADER_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+_DIRECTIVE_RE = re.compile(r"\[sim\b([^\]]*)\]", re.IGNORECASE)
+# Short spellings meant for people typing directives; both forms work everywhere.
+_ALIASES = {"duration": "run_s", "queue": "queue_s"}
+
+_JOB_KEYS = frozenset({"queue_s", "run_s", "outcome", "progress", "error_code", "error_message"})
+_DIRECTIVE_KEYS = _JOB_KEYS | {"poll_errors"}
+_NEXT_KEYS = _JOB_KEYS | {"task_id", "poll_errors"}
+_CONFIG_KEYS = _JOB_KEYS | {"api_key", "insufficient_balance"}
+
+# Envelope (type, code) for statuses injected through poll_errors; 5xx falls back to upstream_error.
+_INJECTED_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("invalid_request_error", "invalid_request", "simulated bad request"),
+    401: ("authentication_error", "invalid_api_key", "simulated authentication failure"),
+    402: ("billing_error", "insufficient_balance", "simulated insufficient balance"),
+    404: ("invalid_request_error", "task_not_found", "simulated unknown task"),
+    429: ("rate_limit_error", "rate_limited", "rate limit exceeded, retry later"),
+}
+
+
+class ApiError(Exception):
+    """An error answer in Router One's envelope; raised anywhere, rendered by the handler."""
+
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+def _bad_param(message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", "invalid_parameter", message)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """How one job behaves: its timeline and how it ends."""
+
+    queue_s: float = 1.0
+    run_s: float = 8.0
+    outcome: str = "completed"
+    progress: str = "linear"
+    error_code: str = DEFAULT_ERROR_CODE
+    error_message: str = DEFAULT_ERROR_MESSAGE
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server-wide defaults; ``POST /_sim/config`` replaces it, ``/_sim/reset`` restores it."""
+
+    job: JobConfig
+    api_key: str
+    insufficient_balance: bool = False
+
+    def public(self) -> dict[str, Any]:
+        # The key stays out of every answer and log line.
+        return {**asdict(self.job), "insufficient_balance": self.insufficient_balance}
+
+
+def _check_value(name: str, value: Any) -> Any:
+    """Validate one scripting value (already alias-resolved); return it normalised."""
+    if name in ("queue_s", "run_s"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            raise _bad_param(f"{name} must be a non-negative number")
+        return float(value)
+    if name == "outcome":
+        if value not in OUTCOMES:
+            raise _bad_param(f"outcome must be one of {', '.join(OUTCOMES)}")
+        return value
+    if name == "progress":
+        if value not in PROGRESS_MODES:
+            raise _bad_param(f"progress must be one of {', '.join(PROGRESS_MODES)}")
+        return value
+    if name in ("error_code", "error_message", "api_key"):
+        if not isinstance(value, str) or not value:
+            raise _bad_param(f"{name} must be a non-empty string")
+        return value
+    if name == "insufficient_balance":
+        if not isinstance(value, bool):
+            raise _bad_param("insufficient_balance must be true or false")
+        return value
+    if name == "task_id":
+        if not isinstance(value, str) or not TASK_ID_RE.match(value):
+            raise _bad_param("task_id must match ^v_[0-9a-f]{32}$")
+        return value
+    if name == "poll_errors":
+        if not isinstance(value, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in value
+        ):
+            raise _bad_param("poll_errors must be a list of HTTP statuses between 400 and 599")
+        return list(value)
+    raise _bad_param(f"unknown key {name!r}")
+
+
+def _check_fields(raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """Validate a scripting object against the keys one entry point accepts."""
+    checked: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _ALIASES.get(key, key)
+        if name not in allowed:
+            raise _bad_param(f"unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+        checked[name] = _check_value(name, value)
+    return checked
+
+
+def _from_text(name: str, text: str) -> Any:
+    """Turn a directive's text value into the type the JSON control API would carry."""
+    try:
+        if name in ("queue_s", "run_s"):
+            return float(text)
+        if name == "poll_errors":
+            return [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise _bad_param(f"sim directive: bad value {text!r} for {name}") from None
+    return text
+
+
+def parse_directive(prompt: str) -> dict[str, Any]:
+    """Read every ``[sim key=value ...]`` block in a prompt; later keys win."""
+    raw: dict[str, Any] = {}
+    for match in _DIRECTIVE_RE.finditer(prompt):
+        try:
+            tokens = shlex.split(match.group(1))
+        except ValueError as exc:
+            raise _bad_param(f"sim directive: {exc}") from None
+        for token in tokens:
+            key, sep, text = token.partition("=")
+            if not sep or not key:
+                raise _bad_param(f"sim directive: expected key=value, got {token!r}")
+            raw[key] = _from_text(_ALIASES.get(key, key), text)
+    return _check_fields(raw, _DIRECTIVE_KEYS)
+
+
+def _progress(mode: str, fraction: float) -> int:
+    if mode == "stepped":
+        value = 0
+        for start, step_value in STEPPED_PROGRESS:
+            if fraction >= start:
+                value = step_value
+        return value
+    return max(0, min(100, int(fraction * 100)))
+
+
+@dataclass
+class Job:
+    """One task in the job table; ``view`` derives its public status from the clock."""
+
+    task_id: str
+    created_at: float
+    config: JobConfig
+    request: dict[str, Any]
+    poll_errors: list[int] = field(default_factory=list)
+    polls: int = 0
+    submits: int = 1
+
+    def view(self, now: float, base_url: str) -> dict[str, Any]:
+        cfg = self.config
+        elapsed = now - self.created_at
+        out: dict[str, Any] = {"task_id": self.task_id}
+        if elapsed < cfg.queue_s:
+            out["status"] = "pending"
+        elif elapsed < cfg.queue_s + cfg.run_s:
+            out["status"] = "processing"
+            if cfg.progress != "none":
+                out["progress"] = _progress(cfg.progress, (elapsed - cfg.queue_s) / cfg.run_s)
+        elif cfg.outcome == "completed":
+            out["status"] = "completed"
+            out["url"] = f"{base_url}{FILES_PREFIX}{self.task_id}.mp4"
+        else:
+            out["status"] = "failed"
+            out["error"] = {"message": cfg.error_message, "code": cfg.error_code}
+        return out
+
+
+def _injected_error(status: int) -> ApiError:
+    if status in _INJECTED_ERRORS:
+        type_, code, message = _INJECTED_ERRORS[status]
+    elif status >= 500:
+        type_, code = "api_error", "upstream_error"
+        message = "the video provider behind Router One failed (simulated)"
+    else:
+        type_, code, message = "invalid_request_error", "simulated_error", "simulated client error"
+    headers = {"Retry-After": "1"} if status == 429 else None
+    return ApiError(status, type_, code, message, headers)
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_request_error", "invalid_json", "body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "invalid_request_error", "invalid_json", "body must be a JSON object")
+    return parsed
+
+
+def _validate_submit(body: dict[str, Any]) -> None:
+    """Light checks from the contract's field table; ``null`` counts as absent."""
+    for name in ("model", "prompt"):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise _bad_param(f"{name} is required and must be a non-empty string")
+    for name in ("size", "negative_prompt", "image_url", "input_reference"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _bad_param(f"{name} must be a string")
+    duration = body.get("duration")
+    if duration is not None and (
+        not isinstance(duration, int) or isinstance(duration, bool) or duration <= 0
+    ):
+        raise _bad_param("duration must be a positive integer")
+    aspect = body.get("aspect_ratio")
+    if aspect is not None and aspect not in ASPECT_RATIOS:
+        raise _bad_param(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
+    urls = body.get("image_urls")
+    if urls is not None and (
+        not isinstance(urls, list)
+        or len(urls) > MAX_IMAGE_URLS
+        or not all(isinstance(u, str) for u in urls)
+    ):
+        raise _bad_param(f"image_urls must be a list of at most {MAX_IMAGE_URLS} strings")
+
+
+def _check_reference_images(body: dict[str, Any]) -> None:
+    urls = [body["image_url"]] if body.get("image_url") else []
+    urls += body.get("image_urls") or []
+    for url in urls:
+        if OVERSIZED_MARKER in url.lower():
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "reference_image_invalid",
+                "reference image could not be fetched: larger than 20 MB",
+            )
+
+
+class _Engine:
+    """All simulator state and rules, independent of HTTP; every table access holds the lock."""
+
+    def __init__(self, defaults: ServerConfig, clock: Callable[[], float]) -> None:
+        self._defaults = defaults
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._config = defaults
+        self._next: deque[dict[str, Any]] = deque()
+        self._jobs: dict[str, Job] = {}
+
+    def _authenticate(self, authorization: str | None) -> None:
+        with self._lock:
+            key = self._config.api_key
+        scheme, _, token = (authorization or "").partition(" ")
+        # Constant-time compare, and the message never echoes what was sent.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode("utf-8"), key.encode("utf-8")
+        ):
+            raise ApiError(401, "authentication_error", "invalid_api_key", "invalid or missing API key")
+
+    def submit(self, authorization: str | None, raw_body: bytes) -> dict[str, Any]:
+        self._authenticate(authorization)
+        body = _parse_json_object(raw_body)
+        _validate_submit(body)
+        directive = parse_directive(body["prompt"])
+        with self._lock:
+            config = self._config
+        if config.insufficient_balance:
+            raise ApiError(402, "billing_error", "insufficient_balance", "account balance is insufficient")
+        _check_reference_images(body)
+        with self._lock:
+            # A queued config is spent only by a submit that is accepted.
+            queued = self._next.popleft() if self._next else {}
+            now = self._clock()
+            forced = queued.get("task_id")
+            if forced is not None and forced in self._jobs:
+                # Forcing an existing id replays that task, as a duplicate submit would.
+                job = self._jobs[forced]
+                job.submits += 1
+                return {"task_id": forced, "status": job.view(now, "")["status"]}
+            layered = {**directive, **queued}
+            job_config = replace(config.job, **{k: v for k, v in layered.items() if k in _JOB_KEYS})
+            task_id = forced or f"v_{uuid.uuid4().hex}"
+            self._jobs[task_id] = Job(
+                task_id=task_id,
+                created_at=now,
+                config=job_config,
+                request=copy.deepcopy(body),
+                poll_errors=list(layered.get("poll_errors", [])),
+            )
+        return {"task_id": task_id, "status": "pending"}
+
+    def poll(self, authorization: str | None, task_id: str, base_url: str) -> dict[str, Any]:
+        self._authenticate(authorization)
+        if not TASK_ID_RE.match(task_id):
+            raise ApiError(400, "invalid_request_error", "invalid_task_id", "malformed task id")
+        with self._lock:
+            job = self._jobs.get(task_id)
+            if job is None:
+                raise ApiError(404, "invalid_request_error", "task_not_found", "task not found")
+            job.polls += 1
+            injected = job.poll_errors.pop(0) if job.poll_errors else None
+            view = job.view(self._clock(), base_url)
+        if injected is not None:
+            raise _injected_error(injected)
+        return view
+
+    def file_ready(self, task_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(task_id)
+            return job is not None and job.view(self._clock(), "")["status"] == "completed"
+
+    def queue_next(self, raw: dict[str, Any]) -> int:
+        checked = _check_fields(raw, _NEXT_KEYS)
+        with self._lock:
+            self._next.append(checked)
+            return len(self._next)
+
+    def configure(self, raw: dict[str, Any]) -> dict[str, Any]:
+        checked = _check_fields(raw, _CONFIG_KEYS)
+        with self._lock:
+            job = replace(self._config.job, **{k: v for k, v in checked.items() if k in _JOB_KEYS})
+            self._config = ServerConfig(
+                job=job,
+                api_key=checked.get("api_key", self._config.api_key),
+                insufficient_balance=checked.get(
+                    "insufficient_balance", self._config.insufficient_balance
+                ),
+            )
+            return self._config.public()
+
+    def config(self) -> dict[str, Any]:
+        with self._lock:
+            return self._config.public()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+            self._next.clear()
+            self._config = self._defaults
+
+    def record(self, task_id: str, base_url: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(task_id)
+            if job is None:
+                raise ApiError(404, "invalid_request_error", "task_not_found", "task not found")
+            now = self._clock()
+            return {
+                "task_id": job.task_id,
+                "view": job.view(now, base_url),
+                "config": asdict(job.config),
+                "created_at": job.created_at,
+                "age_s": now - job.created_at,
+                "polls": job.polls,
+                "submits": job.submits,
+                "poll_errors_remaining": list(job.poll_errors),
+                "request": copy.deepcopy(job.request),
+            }
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode("utf-8"), headers=headers or {})
+
+
+def _error_reply(error: ApiError) -> _Reply:
+    return _json_reply(error.status, error.envelope(), error.headers)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "RouterOneSimulator/1.0"
+    sys_version = ""
+    # One request per connection keeps shutdown simple and avoids half-read keep-alive bodies.
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # http.server logs every request to stderr; this simulator logs its own short line.
+        return
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server answers malformed requests with an HTML page; keep the JSON envelope.
+        self.close_connection = True
+        type_ = "api_error" if code >= 500 else "invalid_request_error"
+        error = ApiError(code, type_, "bad_request", message or "malformed HTTP request")
+        self._send(_error_reply(error), head_only=self.command == "HEAD")
+
+    def _dispatch(self, method: str) -> None:
+        path = unquote(urlsplit(self.path).path)
+        try:
+            reply = self._route(method, path)
+        except ApiError as exc:
+            reply = _error_reply(exc)
+        except Exception:  # never let a traceback reach the client
+            reply = _error_reply(ApiError(500, "api_error", "internal_error", "simulator error"))
+        # Log before sending so the line exists by the time the client sees the answer.
+        self.server.simulator._log(f"{method} {path} -> {reply.status}")
+        self._send(reply, head_only=method == "HEAD")
+
+    def _send(self, reply: _Reply, *, head_only: bool) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(reply.body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            raise ApiError(411, "invalid_request_error", "length_required", "send a Content-Length body")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ApiError(400, "invalid_request_error", "bad_request", "bad Content-Length") from None
+        if length < 0:
+            raise ApiError(400, "invalid_request_error", "bad_request", "bad Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise ApiError(413, "invalid_request_error", "request_too_large", "request body too large")
+        return self.rfile.read(length)
+
+    def _base_url(self) -> str:
+        # Completed URLs use the Host the client dialled, so they work from inside containers.
+        host = self.headers.get("Host", "")
+        return f"http://{host}" if _HOST_HEADER_RE.match(host) else self.server.simulator.url
+
+    def _route(self, method: str, path: str) -> _Reply:
+        engine = self.server.simulator._engine
+        auth = self.headers.get("Authorization")
+
+        def allow(*methods: str) -> None:
+            if method not in methods:
+                raise ApiError(
+                    405,
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}",
+                    {"Allow": ", ".join(methods)},
+                )
+
+        if path == SUBMIT_PATH:
+            allow("POST")
+            return _json_reply(202, engine.submit(auth, self._body()))
+        if path.startswith(STATUS_PREFIX):
+            allow("GET")
+            return _json_reply(200, engine.poll(auth, path[len(STATUS_PREFIX):], self._base_url()))
+        if path.startswith(FILES_PREFIX) and path.endswith(".mp4"):
+            allow("GET", "HEAD")
+            if not engine.file_ready(path[len(FILES_PREFIX):-len(".mp4")]):
+                raise ApiError(404, "invalid_request_error", "file_not_found", "no such video file")
+            return _Reply(200, FAKE_MP4, content_type="video/mp4")
+        if path == "/_sim/health":
+            allow("GET")
+            return _json_reply(200, {"ok": True})
+        if path == "/_sim/next":
+            allow("POST")
+            return _json_reply(200, {"queued": engine.queue_next(_parse_json_object(self._body()))})
+        if path == "/_sim/config":
+            allow("GET", "POST")
+            if method == "GET":
+                return _json_reply(200, {"config": engine.config()})
+            return _json_reply(200, {"config": engine.configure(_parse_json_object(self._body()))})
+        if path == "/_sim/reset":
+            allow("POST")
+            engine.reset()
+            return _json_reply(200, {"reset": True})
+        if path.startswith("/_sim/tasks/"):
+            allow("GET")
+            return _json_reply(200, engine.record(path[len("/_sim/tasks/"):], self._base_url()))
+        raise ApiError(404, "invalid_request_error", "not_found", f"no route for {path}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], simulator: RouterOneSimulator) -> None:
+        self.simulator = simulator
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse-DNS lookup (getfqdn) that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Client hang-ups are routine here; never dump a traceback, say one line if verbose.
+        self.simulator._log(f"connection error: {sys.exc_info()[1]!r}")
+
+
+class RouterOneSimulator:
+    """Router One look-alike on a real port, for tests and the local runner."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        queue_s: float = 1.0,
+        run_s: float = 8.0,
+        outcome: str = "completed",
+        progress: str = "linear",
+        error_code: str = DEFAULT_ERROR_CODE,
+        error_message: str = DEFAULT_ERROR_MESSAGE,
+        insufficient_balance: bool = False,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = {
+            "api_key": api_key,
+            "queue_s": queue_s,
+            "run_s": run_s,
+            "outcome": outcome,
+            "progress": progress,
+            "error_code": error_code,
+            "error_message": error_message,
+            "insufficient_balance": insufficient_balance,
+        }
+        checked = self._checked(settings, _CONFIG_KEYS)
+        job = JobConfig(**{k: v for k, v in checked.items() if k in _JOB_KEYS})
+        defaults = ServerConfig(job, checked["api_key"], checked["insufficient_balance"])
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self._engine = _Engine(defaults, clock)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._log_lock = threading.Lock()
+
+    @staticmethod
+    def _checked(raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+        # Python callers get a ValueError rather than an HTTP-shaped error.
+        try:
+            return _check_fields(raw, allowed)
+        except ApiError as exc:
+            raise ValueError(exc.message) from None
+
+    def start(self) -> RouterOneSimulator:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._server = _Server((self.host, self.port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="router-one-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        port = self._server.server_address[1]
+        # A wildcard bind is not dialable; point clients at loopback instead.
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{port}"
+
+    def queue_next(self, **job_config: Any) -> None:
+        """Same as ``POST /_sim/next``: script the next accepted submit (FIFO)."""
+        self._engine.queue_next(self._checked(job_config, _NEXT_KEYS))
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Same as ``POST /_sim/config``: change server defaults; returns them (without the key)."""
+        return self._engine.configure(self._checked(changes, _CONFIG_KEYS))
+
+    def reset(self) -> None:
+        """Same as ``POST /_sim/reset``."""
+        self._engine.reset()
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """Same as ``GET /_sim/tasks/{id}``; raises KeyError for an unknown id."""
+        base_url = self.url if self._server is not None else ""
+        try:
+            return self._engine.record(task_id, base_url)
+        except ApiError:
+            raise KeyError(task_id) from None
+
+    def _log(self, line: str) -> None:
+        if self.verbose:
+            with self._log_lock:
+                print(f"[router-one-sim] {line}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> RouterOneSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge_local.simulator",
+        description="Serve a local simulation of Router One's video-generation API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8010, help="0 picks a free port")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="key clients must send")
+    parser.add_argument("--queue-s", type=float, default=1.0, help="seconds spent pending")
+    parser.add_argument("--run-s", type=float, default=8.0, help="seconds spent processing")
+    parser.add_argument("--outcome", choices=OUTCOMES, default="completed")
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default="linear")
+    parser.add_argument("--error-code", default=DEFAULT_ERROR_CODE)
+    parser.add_argument("--error-message", default=DEFAULT_ERROR_MESSAGE)
+    parser.add_argument(
+        "--insufficient-balance", action="store_true", help="answer every submit with 402"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each request to stderr")
+    return parser
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        sim = RouterOneSimulator(
+            args.host,
+            args.port,
+            api_key=args.api_key,
+            queue_s=args.queue_s,
+            run_s=args.run_s,
+            outcome=args.outcome,
+            progress=args.progress,
+            error_code=args.error_code,
+            error_message=args.error_message,
+            insufficient_balance=args.insufficient_balance,
+            verbose=args.verbose,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        sim.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    if threading.current_thread() is threading.main_thread():
+        # `docker stop` / `kill` should shut down as cleanly as Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
+    print(f"Router One simulator listening on {sim.url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    print("Router One simulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""AWS and HTTP clients, made once and lazily so cold starts pay only for what is used."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import httpx
+
+from bridge.settings import get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table  # pragma: no cover
+
+
+@lru_cache(maxsize=1)
+def jobs_table() -> Table:
+    return boto3.resource("dynamodb").Table(get_settings().jobs_table_name)
+
+
+@lru_cache(maxsize=1)
+def stepfunctions() -> Any:
+    return boto3.client("stepfunctions")
+
+
+@lru_cache(maxsize=1)
+def http_client() -> httpx.Client:
+    # One short timeout per request; Router One asks for none on the whole generation.
+    timeout = httpx.Timeout(get_settings().upstream_timeout_seconds)
+    return httpx.Client(timeout=timeout, follow_redirects=False)
+
+
+def reset() -> None:
+    """Forget every cached client (tests point them at a fresh emulator)."""
+    for factory in (jobs_table, stepfunctions, http_client):
+        factory.cache_clear()

@@ -1,0 +1,75 @@
+"""The bridge's HTTP API (Router One's paths and envelope) and the one place errors become responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from bridge import jobs
+from bridge.errors import BridgeError, InvalidRequest, internal_error_envelope
+from bridge.models import GenerationRequest
+from bridge.observability import logger
+from bridge.submission import submit
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/v1/videos/generations")
+def submit_generation(request: GenerationRequest) -> Response:
+    accepted = submit(request)
+    return _json(202, accepted.model_dump())
+
+
+@app.get("/v1/videos/generations/<task_id>")
+def get_generation(task_id: str) -> Response:
+    return _json(200, jobs.public_view(jobs.get_job(task_id)))
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(exc: RequestValidationError) -> Response:
+    return _json(400, describe_validation_errors(exc.errors()).envelope())
+
+
+@app.exception_handler(BridgeError)
+def _bridge_error(exc: BridgeError) -> Response:
+    if exc.status >= 500:
+        logger.warning("request failed", extra={"code": exc.code, "status": exc.status})
+    return _json(exc.status, exc.envelope())
+
+
+@app.not_found
+def _no_route(exc: Exception) -> Response:
+    method, path = app.current_event.http_method, app.current_event.path
+    return _json(
+        404,
+        BridgeError(
+            f"no route for {method} {path}", status=404, type="invalid_request_error", code="not_found"
+        ).envelope(),
+    )
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _json(500, internal_error_envelope())
+
+
+def describe_validation_errors(errors: Any) -> InvalidRequest:
+    """Turn the first validation problem into Router One's 400 envelope, naming the field."""
+    first = next(iter(errors), {})
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location) if location else None
+    kind = first.get("type", "")
+    if kind == "missing":
+        return InvalidRequest(f"'{field}' is required", code="missing_required_parameter", param=field)
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"'{field}' is not a known parameter", code="unknown_parameter", param=field)
+    if field is None:
+        return InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    return InvalidRequest(f"'{field}': {first.get('msg', 'invalid value')}", param=field)

@@ -1,0 +1,154 @@
+"""The DynamoDB job store: the only module that knows the table and its conditional writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from bridge.clients import jobs_table
+from bridge.errors import TaskNotFound
+from bridge.models import JobStatus
+from bridge.timeutil import iso
+
+# Fields of a row that the status endpoint shows, in this order.
+PUBLIC_FIELDS = (
+    "task_id",
+    "status",
+    "model",
+    "progress",
+    "url",
+    "url_expires_at",
+    "error",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "last_polled_at",
+    "poll_count",
+)
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; give JSON-ready ints and floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB refuses floats; round-trip through JSON with Decimal."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def create_job(
+    *,
+    task_id: str,
+    model: str,
+    request: dict[str, Any],
+    now: datetime,
+    deadline_at: int,
+    retention_days: int,
+) -> dict[str, Any]:
+    """Record a newly accepted job; a second create of the same task returns the first row."""
+    item = {
+        "task_id": task_id,
+        "status": JobStatus.PENDING.value,
+        "model": model,
+        "request": _storable(request),
+        "created_at": iso(now),
+        "updated_at": iso(now),
+        "deadline_at": deadline_at,
+        "poll_count": 0,
+        "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
+    }
+    try:
+        jobs_table().put_item(Item=item, ConditionExpression=Attr("task_id").not_exists())
+    except ClientError as exc:
+        if not _is_conditional_failure(exc):
+            raise
+        return get_job(task_id)
+    return _plain(item)
+
+
+def get_job(task_id: str) -> dict[str, Any]:
+    item = jobs_table().get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
+    if item is None:
+        raise TaskNotFound(f"no video generation with task_id '{task_id}'")
+    return _plain(item)
+
+
+def public_view(job: dict[str, Any]) -> dict[str, Any]:
+    return {field: job.get(field) for field in PUBLIC_FIELDS}
+
+
+def record_progress(task_id: str, *, status: str, progress: int | None, upstream_status: str, now: datetime) -> None:
+    """Store what the latest poll saw, unless the job already reached its end."""
+    stamp = iso(now)
+    try:
+        jobs_table().update_item(
+            Key={"task_id": task_id},
+            UpdateExpression=(
+                "SET #status = :status, progress = :progress, upstream_status = :upstream, "
+                "updated_at = :now, last_polled_at = :now ADD poll_count :one"
+            ),
+            ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":status": status,
+                ":progress": progress,
+                ":upstream": upstream_status,
+                ":now": stamp,
+                ":one": 1,
+            },
+        )
+    except ClientError as exc:
+        if not _is_conditional_failure(exc):
+            raise
+
+
+def record_outcome(
+    task_id: str, *, fields: dict[str, Any], event: dict[str, Any], execution_id: str | None
+) -> dict[str, Any] | None:
+    """Write the terminal state exactly once and say which event, if any, this caller must publish.
+
+    The first writer stores `event` and gets it back. The same execution coming back (its poll was
+    retried after a crash) gets the stored event again, so a retry publishes the same id. Any other
+    execution gets None: the outcome was recorded and published elsewhere.
+    """
+    owner = execution_id or "unknown"
+    names = {f"#{name}": name for name in fields}
+    values = {f":{name}": _storable(value) for name, value in fields.items()}
+    assignments = ", ".join(f"#{name} = :{name}" for name in fields)
+    try:
+        jobs_table().update_item(
+            Key={"task_id": task_id},
+            UpdateExpression=f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :owner",
+            ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                **values,
+                ":event_id": event["id"],
+                ":event": json.dumps(event, separators=(",", ":")),
+                ":owner": owner,
+            },
+        )
+    except ClientError as exc:
+        if not _is_conditional_failure(exc):
+            raise
+        stored = get_job(task_id)
+        if stored.get("finalized_by") == owner and stored.get("event"):
+            return json.loads(stored["event"])
+        return None
+    return event

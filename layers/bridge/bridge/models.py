@@ -1,0 +1,97 @@
+"""Shapes the bridge speaks: the submit request, job states, the poll loop's state."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _http_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError("must be an http(s) URI")
+    return value
+
+
+HttpUri = Annotated[str, AfterValidator(_http_uri)]
+
+
+class GenerationRequest(BaseModel):
+    """Router One's submit body, validated by the same rules Router One documents."""
+
+    # Strict: "5" is not a duration and 5 is not a prompt. Unknown fields are refused, not dropped.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    model: str = Field(min_length=1, description="A Router One model id with video capability")
+    prompt: str = Field(min_length=1, description="Scene, camera movement, style")
+    duration: int | None = Field(default=None, gt=0, description="Seconds; allowed values depend on the model")
+    size: str | None = Field(default=None, min_length=1, description="Resolution such as 720p or 1080p")
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
+    negative_prompt: str | None = None
+    image_url: HttpUri | None = Field(default=None, description="Reference image, http(s), at most 20 MB")
+    image_urls: list[HttpUri] | None = Field(default=None, max_length=3, description="Up to 3 reference images")
+    input_reference: str | None = None
+
+    def upstream_body(self) -> dict[str, Any]:
+        """What goes to Router One: the fields the client set, nothing the bridge adds."""
+        return self.model_dump(exclude_none=True)
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT})
+
+
+class SubmitAccepted(BaseModel):
+    task_id: str
+    status: str = "pending"
+
+
+class UpstreamStatus(BaseModel):
+    """One answer of Router One's status endpoint; unknown statuses are kept as they came."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str | None = None
+    status: str
+    progress: float | None = None
+    url: str | None = None
+    error: Any = None
+
+
+class LoopState(BaseModel):
+    """What the state machine carries between waits: the poll function's input and output."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str
+    model: str
+    submitted_at: str
+    deadline_at: int
+    next_wait_s: int
+    generation: int = 0
+    polls_in_execution: int = 0
+    execution_id: str | None = None
+
+
+class LoopStep(LoopState):
+    """The poll function's answer: the next state plus what the state machine does with it."""
+
+    action: Literal["wait", "continue", "publish", "finish"]
+    status: str
+    next_execution_name: str | None = None
+    event: dict[str, Any] | None = None
+    detail_type: str | None = None

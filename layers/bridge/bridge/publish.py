@@ -1,0 +1,72 @@
+"""The outcome event envelope, identical on every channel, and its channel-specific labels.
+
+The state machine delivers it (SNS publish, EventBridge PutEvents) so sends are retried durably;
+this module decides what the envelope says.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridge.models import JobStatus
+from bridge.timeutil import iso, parse_iso
+
+EVENT_TYPES = {
+    JobStatus.COMPLETED: "video.generation.completed",
+    JobStatus.FAILED: "video.generation.failed",
+    JobStatus.TIMED_OUT: "video.generation.timed_out",
+}
+DETAIL_TYPES = {
+    JobStatus.COMPLETED: "Video Generation Completed",
+    JobStatus.FAILED: "Video Generation Failed",
+    JobStatus.TIMED_OUT: "Video Generation Timed Out",
+}
+# Fixed namespace: the same task and outcome always yield the same event id, across retries.
+_EVENT_NAMESPACE = uuid.UUID("6f1c2d0e-4b7a-4d4e-9a51-3c2f8e1b7d90")
+
+
+def event_id(task_id: str, status: JobStatus) -> str:
+    return f"evt_{uuid.uuid5(_EVENT_NAMESPACE, f'{task_id}/{status.value}').hex}"
+
+
+def build_outcome_event(
+    *,
+    task_id: str,
+    status: JobStatus,
+    model: str,
+    submitted_at: str,
+    finished_at: datetime,
+    poll_count: int,
+    url: str | None = None,
+    url_ttl_s: int = 0,
+    error: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one envelope for SNS, EventBridge and webhooks. Never carries credentials."""
+    elapsed = (finished_at - parse_iso(submitted_at)).total_seconds()
+    return {
+        "id": event_id(task_id, status),
+        "type": EVENT_TYPES[status],
+        "time": iso(finished_at),
+        "data": {
+            "task_id": task_id,
+            "status": status.value,
+            "model": model,
+            "url": url,
+            "url_expires_at": iso(finished_at + timedelta(seconds=url_ttl_s)) if url else None,
+            "error": error,
+            "timings": {
+                "submitted_at": submitted_at,
+                "finished_at": iso(finished_at),
+                "elapsed_s": round(max(elapsed, 0.0), 3),
+            },
+            "poll_count": poll_count,
+            "metadata": metadata or {},
+        },
+    }
+
+
+def detail_type(status: JobStatus) -> str:
+    return DETAIL_TYPES[status]

@@ -1,0 +1,54 @@
+"""Environment read once, validated and typed."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+# Router One asks clients never to poll a task more often than this.
+MIN_POLL_INTERVAL_S = 3
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or invalid: a deployment problem, not a request one."""
+
+
+class Settings(BaseModel):
+    stage: str = "dev"
+    router_one_base_url: str = "https://api.router.one"
+    router_one_api_key_secret: str = Field(min_length=1)
+    jobs_table_name: str = Field(min_length=1)
+    state_machine_arn: str | None = None
+    poll_interval_seconds: int = Field(default=5, ge=MIN_POLL_INTERVAL_S, le=300)
+    job_deadline_seconds: int = Field(default=7200, ge=1)
+    job_retention_days: int = Field(default=30, ge=1)
+    # Each loop iteration costs about ten history events; a fresh execution long before 25,000.
+    max_polls_per_execution: int = Field(default=500, ge=1, le=2000)
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0, le=30.0)
+    secret_max_age_seconds: int = Field(default=300, ge=0)
+    # Router One says its video links usually live about 24 hours.
+    video_url_ttl_seconds: int = Field(default=86_400, ge=0)
+
+    @field_validator("router_one_base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+def _from_environment() -> Settings:
+    fields = Settings.model_fields
+    raw = {name: os.environ[name.upper()] for name in fields if os.environ.get(name.upper())}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid bridge settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return _from_environment()

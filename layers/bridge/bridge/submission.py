@@ -1,0 +1,68 @@
+"""Submitting a job: forward it to Router One, record it, start its tracking loop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bridge import jobs
+from bridge.clients import stepfunctions
+from bridge.errors import ServiceUnavailable
+from bridge.models import GenerationRequest, SubmitAccepted
+from bridge.observability import logger, metrics
+from bridge.polling import execution_name, next_wait_seconds
+from bridge.settings import get_settings
+from bridge.timeutil import utcnow
+from bridge.upstream import router_one
+
+
+def submit(request: GenerationRequest) -> SubmitAccepted:
+    settings = get_settings()
+    accepted = router_one().submit(request.upstream_body())
+    now = utcnow()
+    logger.append_keys(task_id=accepted.task_id)
+    job = jobs.create_job(
+        task_id=accepted.task_id,
+        model=request.model,
+        request=request.upstream_body(),
+        now=now,
+        deadline_at=int(now.timestamp()) + settings.job_deadline_seconds,
+        retention_days=settings.job_retention_days,
+    )
+    start_tracking(job)
+    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    return SubmitAccepted(task_id=accepted.task_id, status="pending")
+
+
+def start_tracking(job: dict[str, Any]) -> str:
+    """Start the job's loop under a name derived from its task id; a second start is a no-op.
+
+    The input comes from the stored row, so a repeated start carries the very same input and
+    Step Functions answers with the first execution instead of starting another.
+    """
+    settings = get_settings()
+    if not settings.state_machine_arn:
+        raise ServiceUnavailable("the bridge has no state machine configured", code="tracking_unavailable")
+    loop_input = {
+        "task_id": job["task_id"],
+        "model": job["model"],
+        "submitted_at": job["created_at"],
+        "deadline_at": int(job["deadline_at"]),
+        "next_wait_s": next_wait_seconds(
+            settings.poll_interval_seconds, seconds_to_deadline=settings.job_deadline_seconds
+        ),
+        "generation": 0,
+        "polls_in_execution": 0,
+    }
+    name = execution_name(job["task_id"])
+    try:
+        return stepfunctions().start_execution(
+            stateMachineArn=settings.state_machine_arn, name=name, input=json.dumps(loop_input)
+        )["executionArn"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+        logger.info("job already tracked", extra={"execution_name": name})
+        return f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"

@@ -1,0 +1,134 @@
+"""One step of a job's poll loop: ask Router One, store what it says, decide what comes next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bridge import jobs
+from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
+from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
+from bridge.observability import logger, metrics
+from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
+from bridge.publish import build_outcome_event, detail_type
+from bridge.settings import get_settings
+from bridge.timeutil import iso, utcnow
+from bridge.upstream import router_one
+
+RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
+
+
+def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopStep:
+    state = LoopState.model_validate(raw_state)
+    now = now or utcnow()
+    past_deadline = now.timestamp() >= state.deadline_at
+    try:
+        seen = router_one().status(state.task_id)
+    except (UpstreamTransientError, BridgeError) as exc:
+        # A missing key (BridgeError) may be fixed by an operator: retry like an outage.
+        if past_deadline:
+            return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(state, str(exc)))
+        metrics.add_metric(name="UpstreamTransientErrors", unit="Count", value=1)
+        logger.warning("transient poll failure", extra={"task_id": state.task_id, "reason": str(exc)})
+        raise UpstreamTransientError(str(exc)) from None
+    except UpstreamPermanentError as exc:
+        logger.info("poll refused for good", extra={"task_id": state.task_id, "status_code": exc.status})
+        return _finish(state, JobStatus.FAILED, now, error=exc.error)
+
+    if seen.status == JobStatus.COMPLETED:
+        return _finish(state, JobStatus.COMPLETED, now, url=seen.url)
+    if seen.status == JobStatus.FAILED:
+        return _finish(state, JobStatus.FAILED, now, error=_upstream_failure(seen))
+    if past_deadline:
+        return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(state, f"still {seen.status}"))
+    return _keep_polling(state, seen, now)
+
+
+def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> LoopStep:
+    status = RUNNING_STATUSES.get(seen.status)
+    if status is None:
+        # Router One may add statuses; treat the unknown as still running rather than guess an end.
+        logger.warning(
+            "unknown upstream status, still polling", extra={"task_id": state.task_id, "status": seen.status}
+        )
+        status = JobStatus.PROCESSING
+    progress = None if seen.progress is None else max(0, min(100, int(seen.progress)))
+    jobs.record_progress(state.task_id, status=status.value, progress=progress, upstream_status=seen.status, now=now)
+
+    settings = get_settings()
+    polls = state.polls_in_execution + 1
+    wait = next_wait_seconds(settings.poll_interval_seconds, seconds_to_deadline=state.deadline_at - now.timestamp())
+    step = state.model_dump() | {"next_wait_s": wait, "polls_in_execution": polls, "status": status.value}
+    if should_continue_in_new_execution(polls, settings.max_polls_per_execution):
+        generation = state.generation + 1
+        step |= {
+            "action": "continue",
+            "generation": generation,
+            "next_execution_name": execution_name(state.task_id, generation),
+        }
+    else:
+        step["action"] = "wait"
+    return LoopStep.model_validate(step)
+
+
+def _finish(
+    state: LoopState,
+    status: JobStatus,
+    now: datetime,
+    *,
+    url: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> LoopStep:
+    settings = get_settings()
+    job = jobs.get_job(state.task_id)
+    poll_count = int(job.get("poll_count") or 0) + 1
+    event = build_outcome_event(
+        task_id=state.task_id,
+        status=status,
+        model=state.model,
+        submitted_at=state.submitted_at,
+        finished_at=now,
+        poll_count=poll_count,
+        url=url,
+        url_ttl_s=settings.video_url_ttl_seconds,
+        error=error,
+        metadata=job.get("metadata"),
+    )
+    fields = {
+        "status": status.value,
+        "url": url,
+        "url_expires_at": event["data"]["url_expires_at"],
+        "error": error,
+        "finished_at": iso(now),
+        "updated_at": iso(now),
+        "last_polled_at": iso(now),
+        "poll_count": poll_count,
+    }
+    if status == JobStatus.COMPLETED:
+        fields["progress"] = 100
+    to_publish = jobs.record_outcome(state.task_id, fields=fields, event=event, execution_id=state.execution_id)
+    step = state.model_dump() | {"status": status.value, "polls_in_execution": state.polls_in_execution + 1}
+    if to_publish is None:
+        logger.info("outcome already recorded by another execution", extra={"task_id": state.task_id})
+        return LoopStep.model_validate(step | {"action": "finish"})
+    metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
+    published_status = JobStatus(to_publish["data"]["status"])
+    return LoopStep.model_validate(
+        step | {"action": "publish", "event": to_publish, "detail_type": detail_type(published_status)}
+    )
+
+
+def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:
+    """Router One's reason for a failed generation, as an object whatever shape it came in."""
+    if isinstance(seen.error, dict):
+        return {"message": str(seen.error.get("message") or "generation failed"), **seen.error}
+    reason = str(seen.error) if seen.error else "generation failed"
+    return {"message": reason, "type": "generation_error", "code": "generation_failed"}
+
+
+def _deadline_error(state: LoopState, last_seen: str) -> dict[str, Any]:
+    return {
+        "message": f"no outcome before the deadline ({last_seen})",
+        "type": "bridge_error",
+        "code": "deadline_exceeded",
+    }
