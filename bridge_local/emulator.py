@@ -28,7 +28,19 @@ from moto.server import ThreadedMotoServer
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
-DUMMY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/video-bridge-local"
+ROLE_NAME = "video-bridge-local"
+DUMMY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
+# moto's Lambda refuses a role it does not know; one role serves every local function and machine.
+_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 MOTO_CONFIG: dict[str, Any] = {
     "stepfunctions": {"execute_state_machine": True},
@@ -264,7 +276,17 @@ class EmbeddedAws:
         os.environ.pop("AWS_SESSION_TOKEN", None)
         response = httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
         response.raise_for_status()
+        self.ensure_role()
         return self
+
+    def ensure_role(self) -> str:
+        """Create the one IAM role every local function and state machine uses."""
+        iam = self.client("iam")
+        try:
+            iam.get_role(RoleName=ROLE_NAME)
+        except iam.exceptions.NoSuchEntityException:
+            iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY))
+        return DUMMY_ROLE_ARN
 
     def stop(self) -> None:
         if self._server is None:
@@ -276,6 +298,7 @@ class EmbeddedAws:
         """Forget every resource (moto's reset API); registered handlers stay."""
         httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+        self.ensure_role()
 
     def client(self, service: str) -> Any:
         return boto3.session.Session().client(

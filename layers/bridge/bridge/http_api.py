@@ -16,35 +16,35 @@ from bridge.submission import submit
 app = APIGatewayRestResolver(enable_validation=True)
 
 
-def _json(status: int, body: dict[str, Any]) -> Response:
+def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.post("/v1/videos/generations")
-def submit_generation(request: GenerationRequest) -> Response:
+def submit_generation(request: GenerationRequest) -> Response[dict[str, Any]]:
     accepted = submit(request)
     return _json(202, accepted.model_dump())
 
 
 @app.get("/v1/videos/generations/<task_id>")
-def get_generation(task_id: str) -> Response:
+def get_generation(task_id: str) -> Response[dict[str, Any]]:
     return _json(200, jobs.public_view(jobs.get_job(task_id)))
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(exc: RequestValidationError) -> Response:
+def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:
     return _json(400, describe_validation_errors(exc.errors()).envelope())
 
 
 @app.exception_handler(BridgeError)
-def _bridge_error(exc: BridgeError) -> Response:
+def _bridge_error(exc: BridgeError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         logger.warning("request failed", extra={"code": exc.code, "status": exc.status})
     return _json(exc.status, exc.envelope())
 
 
 @app.not_found
-def _no_route(exc: Exception) -> Response:
+def _no_route(exc: Exception) -> Response[dict[str, Any]]:
     method, path = app.current_event.http_method, app.current_event.path
     return _json(
         404,
@@ -55,7 +55,7 @@ def _no_route(exc: Exception) -> Response:
 
 
 @app.exception_handler(Exception)
-def _unexpected(exc: Exception) -> Response:
+def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
     logger.exception("unexpected error")
     return _json(500, internal_error_envelope())
 
@@ -63,13 +63,16 @@ def _unexpected(exc: Exception) -> Response:
 def describe_validation_errors(errors: Any) -> InvalidRequest:
     """Turn the first validation problem into Router One's 400 envelope, naming the field."""
     first = next(iter(errors), {})
+    kind = first.get("type", "")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     field = ".".join(location) if location else None
-    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return InvalidRequest("the request body is not valid JSON", code="invalid_json")
+    if field is None:
+        return InvalidRequest("the request body must be a JSON object", code="invalid_json")
     if kind == "missing":
         return InvalidRequest(f"'{field}' is required", code="missing_required_parameter", param=field)
     if kind == "extra_forbidden":
         return InvalidRequest(f"'{field}' is not a known parameter", code="unknown_parameter", param=field)
-    if field is None:
-        return InvalidRequest("the request body must be a JSON object", code="invalid_json")
-    return InvalidRequest(f"'{field}': {first.get('msg', 'invalid value')}", param=field)
+    reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return InvalidRequest(f"'{field}': {reason}", param=field)
