@@ -152,11 +152,17 @@ def _run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[
     """Run one invocation; return (payload, failed)."""
     try:
         result = handler(event, context)
-        return json.dumps(result).encode("utf-8"), False
     except Exception as exc:  # noqa: BLE001 - every handler failure becomes a function error
         message = str(exc).splitlines()[0] if str(exc) else ""
         print(f"[lambda {context.function_name}] {type(exc).__name__}: {message}", file=sys.stderr)
         return json.dumps(_error_payload(exc)).encode("utf-8"), True
+    try:
+        return json.dumps(result).encode("utf-8"), False
+    except (TypeError, ValueError) as exc:
+        # The Lambda runtime reports an unserializable result under this name.
+        print(f"[lambda {context.function_name}] Runtime.MarshalError: {exc}", file=sys.stderr)
+        error = {"errorType": "Runtime.MarshalError", "errorMessage": f"Unable to marshal response: {exc}"}
+        return json.dumps(error | {"stackTrace": []}).encode("utf-8"), True
 
 
 def install_lambda_routing() -> None:
