@@ -17,6 +17,7 @@ import argparse
 import copy
 import hmac
 import json
+import logging
 import math
 import re
 import shlex
@@ -31,13 +32,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
+
+_logger = logging.getLogger(__name__)
 
 SUBMIT_PATH = "/v1/videos/generations"
 STATUS_PREFIX = SUBMIT_PATH + "/"
 FILES_PREFIX = "/files/"
-TASK_ID_RE = re.compile(r"^v_[0-9a-f]{32}$")
+TASK_ID_RE = re.compile(r"v_[0-9a-f]{32}")  # always used with fullmatch
 OUTCOMES = ("completed", "failed")
 PROGRESS_MODES = ("linear", "stepped", "none")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
@@ -151,7 +154,7 @@ def _check_value(name: str, value: Any) -> Any:
             raise _bad_param("insufficient_balance must be true or false")
         return value
     if name == "task_id":
-        if not isinstance(value, str) or not TASK_ID_RE.match(value):
+        if not isinstance(value, str) or not TASK_ID_RE.fullmatch(value):
             raise _bad_param("task_id must match ^v_[0-9a-f]{32}$")
         return value
     if name == "poll_errors":
@@ -275,18 +278,14 @@ def _validate_submit(body: dict[str, Any]) -> None:
         if body.get(name) is not None and not isinstance(body[name], str):
             raise _bad_param(f"{name} must be a string")
     duration = body.get("duration")
-    if duration is not None and (
-        not isinstance(duration, int) or isinstance(duration, bool) or duration <= 0
-    ):
+    if duration is not None and (not isinstance(duration, int) or isinstance(duration, bool) or duration <= 0):
         raise _bad_param("duration must be a positive integer")
     aspect = body.get("aspect_ratio")
     if aspect is not None and aspect not in ASPECT_RATIOS:
         raise _bad_param(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
     urls = body.get("image_urls")
     if urls is not None and (
-        not isinstance(urls, list)
-        or len(urls) > MAX_IMAGE_URLS
-        or not all(isinstance(u, str) for u in urls)
+        not isinstance(urls, list) or len(urls) > MAX_IMAGE_URLS or not all(isinstance(u, str) for u in urls)
     ):
         raise _bad_param(f"image_urls must be a list of at most {MAX_IMAGE_URLS} strings")
 
@@ -320,9 +319,7 @@ class _Engine:
             key = self._config.api_key
         scheme, _, token = (authorization or "").partition(" ")
         # Constant-time compare, and the message never echoes what was sent.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode("utf-8"), key.encode("utf-8")
-        ):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8"), key.encode("utf-8")):
             raise ApiError(401, "authentication_error", "invalid_api_key", "invalid or missing API key")
 
     def submit(self, authorization: str | None, raw_body: bytes) -> dict[str, Any]:
@@ -359,7 +356,7 @@ class _Engine:
 
     def poll(self, authorization: str | None, task_id: str, base_url: str) -> dict[str, Any]:
         self._authenticate(authorization)
-        if not TASK_ID_RE.match(task_id):
+        if not TASK_ID_RE.fullmatch(task_id):
             raise ApiError(400, "invalid_request_error", "invalid_task_id", "malformed task id")
         with self._lock:
             job = self._jobs.get(task_id)
@@ -390,9 +387,7 @@ class _Engine:
             self._config = ServerConfig(
                 job=job,
                 api_key=checked.get("api_key", self._config.api_key),
-                insufficient_balance=checked.get(
-                    "insufficient_balance", self._config.insufficient_balance
-                ),
+                insufficient_balance=checked.get("insufficient_balance", self._config.insufficient_balance),
             )
             return self._config.public()
 
@@ -473,6 +468,10 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server answers malformed requests with an HTML page; keep the JSON envelope.
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # An unparsable request line leaves http.server assuming HTTP/0.9, which would drop
+            # the status line and headers; nobody speaks 0.9, so answer as 1.0.
+            self.request_version = "HTTP/1.0"
         type_ = "api_error" if code >= 500 else "invalid_request_error"
         error = ApiError(code, type_, "bad_request", message or "malformed HTTP request")
         self._send(_error_reply(error), head_only=self.command == "HEAD")
@@ -483,7 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self._route(method, path)
         except ApiError as exc:
             reply = _error_reply(exc)
-        except Exception:  # never let a traceback reach the client
+        except Exception:
+            # A simulator bug: the client gets a 500 envelope, the operator gets the traceback.
+            _logger.exception("unhandled error in %s %s", method, path)
             reply = _error_reply(ApiError(500, "api_error", "internal_error", "simulator error"))
         # Log before sending so the line exists by the time the client sees the answer.
         self.server.simulator._log(f"{method} {path} -> {reply.status}")
@@ -536,10 +537,10 @@ class _Handler(BaseHTTPRequestHandler):
             return _json_reply(202, engine.submit(auth, self._body()))
         if path.startswith(STATUS_PREFIX):
             allow("GET")
-            return _json_reply(200, engine.poll(auth, path[len(STATUS_PREFIX):], self._base_url()))
+            return _json_reply(200, engine.poll(auth, path[len(STATUS_PREFIX) :], self._base_url()))
         if path.startswith(FILES_PREFIX) and path.endswith(".mp4"):
             allow("GET", "HEAD")
-            if not engine.file_ready(path[len(FILES_PREFIX):-len(".mp4")]):
+            if not engine.file_ready(path[len(FILES_PREFIX) : -len(".mp4")]):
                 raise ApiError(404, "invalid_request_error", "file_not_found", "no such video file")
             return _Reply(200, FAKE_MP4, content_type="video/mp4")
         if path == "/_sim/health":
@@ -559,7 +560,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _json_reply(200, {"reset": True})
         if path.startswith("/_sim/tasks/"):
             allow("GET")
-            return _json_reply(200, engine.record(path[len("/_sim/tasks/"):], self._base_url()))
+            return _json_reply(200, engine.record(path[len("/_sim/tasks/") :], self._base_url()))
         raise ApiError(404, "invalid_request_error", "not_found", f"no route for {path}")
 
 
@@ -630,13 +631,13 @@ class RouterOneSimulator:
         except ApiError as exc:
             raise ValueError(exc.message) from None
 
-    def start(self) -> RouterOneSimulator:
+    def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         self._server = _Server((self.host, self.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.05},
             name="router-one-simulator",
             daemon=True,
         )
@@ -687,7 +688,7 @@ class RouterOneSimulator:
             with self._log_lock:
                 print(f"[router-one-sim] {line}", file=sys.stderr, flush=True)
 
-    def __enter__(self) -> RouterOneSimulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -713,9 +714,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="linear")
     parser.add_argument("--error-code", default=DEFAULT_ERROR_CODE)
     parser.add_argument("--error-message", default=DEFAULT_ERROR_MESSAGE)
-    parser.add_argument(
-        "--insufficient-balance", action="store_true", help="answer every submit with 402"
-    )
+    parser.add_argument("--insufficient-balance", action="store_true", help="answer every submit with 402")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each request to stderr")
     return parser
 

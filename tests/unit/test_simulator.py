@@ -1,0 +1,510 @@
+"""The Router One simulator, exercised over real HTTP with a fake clock (no sleeping)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge_local.simulator import RouterOneSimulator, parse_directive
+
+KEY = "sk-local-simulator"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+SUBMIT = "/v1/videos/generations"
+TASK_ID_RE = re.compile(r"^v_[0-9a-f]{32}$")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    """Monotonic clock the tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock: FakeClock) -> Iterator[RouterOneSimulator]:
+    with RouterOneSimulator(clock=clock) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client(sim: RouterOneSimulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+        yield http
+
+
+def submit(client: httpx.Client, prompt: str = "a cat on a skateboard", **extra: Any) -> httpx.Response:
+    return client.post(SUBMIT, json={"model": "video-1", "prompt": prompt, **extra})
+
+
+def submit_ok(client: httpx.Client, prompt: str = "a cat on a skateboard", **extra: Any) -> str:
+    response = submit(client, prompt, **extra)
+    assert response.status_code == 202, response.text
+    return response.json()["task_id"]
+
+
+def poll(client: httpx.Client, task_id: str) -> dict[str, Any]:
+    response = client.get(f"{SUBMIT}/{task_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_error(response: httpx.Response, status: int, type_: str, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["type"] == type_
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+# --- submit and the job timeline -------------------------------------------------------
+
+
+def test_submit_returns_202_with_pending_task(client: httpx.Client) -> None:
+    first = submit(client)
+    second = submit(client)
+    assert first.status_code == 202
+    assert first.headers["content-type"] == "application/json"
+    body = first.json()
+    assert set(body) == {"task_id", "status"}
+    assert body["status"] == "pending"
+    assert TASK_ID_RE.match(body["task_id"])
+    assert second.json()["task_id"] != body["task_id"]
+
+
+def test_timeline_pending_processing_completed(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    task_id = submit_ok(client)  # defaults: queue 1 s, run 8 s, linear, completed
+
+    assert poll(client, task_id) == {"task_id": task_id, "status": "pending"}
+    clock.advance(0.99)
+    assert poll(client, task_id)["status"] == "pending"
+
+    seen = []
+    for _ in range(8):
+        clock.advance(1.0)
+        state = poll(client, task_id)
+        assert state["status"] == "processing"
+        assert "url" not in state and "error" not in state
+        seen.append(state["progress"])
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)  # linear: strictly rising
+    assert all(isinstance(p, int) and 0 <= p <= 100 for p in seen)
+    assert seen[-1] >= 85
+
+    clock.advance(0.02)  # 9.01 s after submit
+    done = poll(client, task_id)
+    assert done == {
+        "task_id": task_id,
+        "status": "completed",
+        "url": f"{sim.url}/files/{task_id}.mp4",
+    }
+    video = httpx.get(done["url"], timeout=10)
+    assert video.status_code == 200
+    assert video.headers["content-type"] == "video/mp4"
+    assert video.content[4:8] == b"ftyp"
+
+
+def test_file_is_not_served_before_completion(client: httpx.Client) -> None:
+    task_id = submit_ok(client)
+    assert_error(client.get(f"/files/{task_id}.mp4"), 404, "invalid_request_error", "file_not_found")
+
+
+def test_failed_outcome_carries_error(clock: FakeClock) -> None:
+    failing = RouterOneSimulator(outcome="failed", clock=clock)
+    with failing, httpx.Client(base_url=failing.url, headers=AUTH, timeout=10) as http:
+        task_id = submit_ok(http)
+        clock.advance(9)
+        assert poll(http, task_id) == {
+            "task_id": task_id,
+            "status": "failed",
+            "error": {"message": "content policy violation", "code": "generation_failed"},
+        }
+
+
+def test_progress_none_omits_progress(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    sim.queue_next(progress="none")
+    task_id = submit_ok(client)
+    clock.advance(3)
+    assert poll(client, task_id) == {"task_id": task_id, "status": "processing"}
+
+
+def test_progress_stepped_stalls_and_jumps(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    sim.queue_next(progress="stepped", queue_s=0, run_s=10)
+    task_id = submit_ok(client)
+    values = []
+    for _ in range(100):  # sample every 0.1 s across the run
+        values.append(poll(client, task_id)["progress"])
+        clock.advance(0.1)
+    assert values == sorted(values)  # never goes backwards
+    jumps = {b - a for a, b in itertools.pairwise(values) if b != a}
+    assert len(jumps) >= 3  # uneven step sizes
+    assert max(jumps) > 10
+    assert sum(1 for a, b in itertools.pairwise(values) if a == b) > 50  # mostly stalled
+    assert 90 <= values[-1] < 100  # ~95 before the end
+    assert poll(client, task_id)["status"] == "completed"
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": KEY}, {"Authorization": f"Basic {KEY}"}],
+    ids=["missing", "wrong-key", "no-scheme", "basic-scheme"],
+)
+def test_submit_rejects_bad_key(sim: RouterOneSimulator, headers: dict[str, str]) -> None:
+    response = httpx.post(sim.url + SUBMIT, json={"model": "m", "prompt": "p"}, headers=headers)
+    assert_error(response, 401, "authentication_error", "invalid_api_key")
+    assert KEY not in response.text
+
+
+def test_status_rejects_bad_key(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    task_id = submit_ok(client)
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}):
+        response = httpx.get(f"{sim.url}{SUBMIT}/{task_id}", headers=headers)
+        assert_error(response, 401, "authentication_error", "invalid_api_key")
+    assert sim.task(task_id)["polls"] == 0
+
+
+def test_api_key_can_be_changed_at_run_time(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    reply = client.post("/_sim/config", json={"api_key": "sk-other"})
+    assert reply.status_code == 200 and "sk-other" not in reply.text
+    assert_error(submit(client), 401, "authentication_error", "invalid_api_key")
+    response = httpx.post(
+        sim.url + SUBMIT, json={"model": "m", "prompt": "p"}, headers={"Authorization": "Bearer sk-other"}
+    )
+    assert response.status_code == 202
+
+
+def test_insufficient_balance_switch(client: httpx.Client) -> None:
+    assert client.post("/_sim/config", json={"insufficient_balance": True}).status_code == 200
+    assert_error(submit(client), 402, "billing_error", "insufficient_balance")
+    client.post("/_sim/config", json={"insufficient_balance": False})
+    assert submit(client).status_code == 202
+
+
+def test_insufficient_balance_from_constructor(clock: FakeClock) -> None:
+    broke = RouterOneSimulator(insufficient_balance=True, clock=clock)
+    with broke, httpx.Client(base_url=broke.url, headers=AUTH) as http:
+        assert_error(submit(http), 402, "billing_error", "insufficient_balance")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"image_url": "https://img.example/oversized.png"},
+        {"image_urls": ["https://img.example/ok.png", "https://img.example/big-OVERSIZED.jpg"]},
+    ],
+    ids=["image_url", "image_urls"],
+)
+def test_oversized_reference_image(client: httpx.Client, extra: dict[str, Any]) -> None:
+    assert_error(submit(client, **extra), 400, "invalid_request_error", "reference_image_invalid")
+
+
+def test_normal_reference_images_are_accepted(client: httpx.Client) -> None:
+    response = submit(client, image_url="https://img.example/a.png", image_urls=["https://img.example/b.png"])
+    assert response.status_code == 202
+
+
+def test_unknown_task_is_404(client: httpx.Client) -> None:
+    missing = "v_" + "0" * 32
+    assert_error(client.get(f"{SUBMIT}/{missing}"), 404, "invalid_request_error", "task_not_found")
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "abc",
+        "v_" + "a" * 32 + "%0A",
+        "v_" + "a" * 31,
+        "v_" + "A" * 32,
+        "v_" + "g" * 32,
+        "x_" + "a" * 32,
+        "v_" + "a" * 33,
+    ],
+)
+def test_malformed_task_id_is_400(client: httpx.Client, task_id: str) -> None:
+    assert_error(client.get(f"{SUBMIT}/{task_id}"), 400, "invalid_request_error", "invalid_task_id")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "p"},
+        {"model": "m"},
+        {"model": "", "prompt": "p"},
+        {"model": "m", "prompt": "  "},
+        {"model": "m", "prompt": 5},
+        {"model": "m", "prompt": "p", "image_urls": ["a", "b", "c", "d"]},
+        {"model": "m", "prompt": "p", "aspect_ratio": "4:3"},
+        {"model": "m", "prompt": "p", "duration": "5"},
+    ],
+)
+def test_invalid_submit_fields(client: httpx.Client, body: dict[str, Any]) -> None:
+    assert_error(client.post(SUBMIT, json=body), 400, "invalid_request_error", "invalid_parameter")
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b"", b"\xff\xfe"])
+def test_submit_body_must_be_json_object(client: httpx.Client, content: bytes) -> None:
+    response = client.post(SUBMIT, content=content, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_request_error", "invalid_json")
+
+
+def test_unknown_path_and_wrong_method_use_envelope(client: httpx.Client) -> None:
+    assert_error(client.get("/v2/nothing"), 404, "invalid_request_error", "not_found")
+    wrong = client.get(SUBMIT)
+    assert_error(wrong, 405, "invalid_request_error", "method_not_allowed")
+    assert wrong.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [(b"THIS IS NOT HTTP", 400), (b"GARBAGE", 400), (b"BREW /pot HTTP/1.1", 501), (b"GET / HTTP/7.0", 505)],
+)
+def test_malformed_http_gets_json_not_html(sim: RouterOneSimulator, request_line: bytes, status: int) -> None:
+    host, port = sim.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request_line + b"\r\n\r\n")
+        raw = b""
+        while chunk := conn.recv(4096):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 %d" % status), raw
+    assert b"content-type: application/json" in head.lower()
+    assert b"Traceback" not in raw and b"<html" not in raw.lower()
+    assert set(httpx.Response(status, content=body).json()) == {"error"}
+
+
+# --- scripting: prompt directive and control API ---------------------------------------
+
+
+def test_prompt_directive_scripts_the_job(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    prompt = "a storm at sea [sim duration=5 outcome=failed progress=none queue=0 error_code=blocked]"
+    task_id = submit_ok(client, prompt)
+    assert poll(client, task_id) == {"task_id": task_id, "status": "processing"}
+    clock.advance(4.9)
+    assert poll(client, task_id)["status"] == "processing"
+    clock.advance(0.1)
+    state = poll(client, task_id)
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == "blocked"
+    assert sim.task(task_id)["config"]["run_s"] == 5.0
+
+
+def test_parse_directive_handles_quotes_and_aliases() -> None:
+    parsed = parse_directive('x [SIM queue_s=2 duration=3 error_message="too spicy" poll_errors=503,429]')
+    assert parsed == {"queue_s": 2.0, "run_s": 3.0, "error_message": "too spicy", "poll_errors": [503, 429]}
+    assert parse_directive("no directive here") == {}
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["[sim outcome=exploded]", "[sim duration=soon]", "[sim colour=red]", "[sim duration]", '[sim x="open]'],
+)
+def test_bad_directive_is_400(client: httpx.Client, prompt: str) -> None:
+    assert_error(submit(client, prompt), 400, "invalid_request_error", "invalid_parameter")
+
+
+def test_control_queue_is_fifo_and_beats_directive(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    assert client.post("/_sim/next", json={"queue_s": 0, "run_s": 2, "outcome": "failed"}).json() == {"queued": 1}
+    sim.queue_next(queue_s=0, run_s=4)
+    first = submit_ok(client, "[sim outcome=completed duration=100]")
+    second = submit_ok(client)
+    third = submit_ok(client)  # queue drained: defaults
+    clock.advance(2)
+    assert poll(client, first)["status"] == "failed"
+    assert poll(client, second)["status"] == "processing"
+    assert poll(client, third)["status"] == "processing"
+    clock.advance(2)
+    assert poll(client, second)["status"] == "completed"
+    assert poll(client, third)["status"] == "processing"
+    assert sim.task(third)["config"]["run_s"] == 8.0
+
+
+def test_rejected_submit_does_not_spend_queued_config(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    forced = "v_" + "c" * 32
+    sim.queue_next(task_id=forced)
+    assert submit(client, image_url="http://x/oversized").status_code == 400
+    assert submit_ok(client) == forced
+
+
+def test_poll_errors_sequence_then_normal(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    response = client.post("/_sim/next", json={"poll_errors": [503, 429, 500]})
+    assert response.status_code == 200
+    task_id = submit_ok(client)
+
+    first = client.get(f"{SUBMIT}/{task_id}")
+    assert_error(first, 503, "api_error", "upstream_error")
+    second = client.get(f"{SUBMIT}/{task_id}")
+    assert_error(second, 429, "rate_limit_error", "rate_limited")
+    assert second.headers["retry-after"] == "1"
+    third = client.get(f"{SUBMIT}/{task_id}")
+    assert_error(third, 500, "api_error", "upstream_error")
+    assert "retry-after" not in third.headers
+    assert poll(client, task_id)["status"] == "pending"
+
+    record = sim.task(task_id)
+    assert record["polls"] == 4
+    assert record["poll_errors_remaining"] == []
+
+
+def test_forced_task_id_and_duplicate(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    forced = "v_" + "ab" * 16
+    sim.queue_next(task_id=forced, queue_s=0)
+    assert submit(client).json() == {"task_id": forced, "status": "pending"}
+    clock.advance(1)
+    client.post("/_sim/next", json={"task_id": forced})
+    duplicate = submit(client, "another prompt")
+    assert duplicate.status_code == 202
+    assert duplicate.json() == {"task_id": forced, "status": "processing"}
+    record = client.get(f"/_sim/tasks/{forced}").json()
+    assert record["submits"] == 2
+    assert record["request"]["prompt"] == "a cat on a skateboard"  # the original job is kept
+
+
+def test_task_record_shows_request_and_polls(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    task_id = submit_ok(client, "dawn over a city", duration=5, aspect_ratio="16:9")
+    poll(client, task_id)
+    poll(client, task_id)
+    record = httpx.get(f"{sim.url}/_sim/tasks/{task_id}")  # control endpoints need no auth
+    assert record.status_code == 200
+    body = record.json()
+    assert body["polls"] == 2
+    assert body["request"] == {"model": "video-1", "prompt": "dawn over a city", "duration": 5, "aspect_ratio": "16:9"}
+    assert body["view"]["status"] == "pending"
+    assert_error(httpx.get(f"{sim.url}/_sim/tasks/v_{'1' * 32}"), 404, "invalid_request_error", "task_not_found")
+    with pytest.raises(KeyError):
+        sim.task("v_" + "1" * 32)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"outcome": "exploded"},
+        {"progress": "fast"},
+        {"run_s": -1},
+        {"queue_s": "1"},
+        {"task_id": "v_nothex"},
+        {"poll_errors": [200]},
+        {"poll_errors": "503"},
+        {"bogus": 1},
+    ],
+)
+def test_control_next_validates(sim: RouterOneSimulator, client: httpx.Client, body: dict[str, Any]) -> None:
+    assert_error(client.post("/_sim/next", json=body), 400, "invalid_request_error", "invalid_parameter")
+    with pytest.raises(ValueError):
+        sim.queue_next(**body)
+
+
+def test_config_changes_defaults_and_reset_restores(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    changed = client.post("/_sim/config", json={"run_s": 2, "queue_s": 0, "outcome": "failed"}).json()
+    assert changed["config"]["run_s"] == 2.0
+    assert client.get("/_sim/config").json()["config"]["outcome"] == "failed"
+    task_id = submit_ok(client)
+    sim.queue_next(run_s=30)
+    clock.advance(2)
+    assert poll(client, task_id)["status"] == "failed"
+
+    assert client.post("/_sim/reset").json() == {"reset": True}
+    assert_error(client.get(f"{SUBMIT}/{task_id}"), 404, "invalid_request_error", "task_not_found")
+    fresh = submit_ok(client)  # the run_s=30 entry was dropped by reset
+    assert sim.task(fresh)["config"] == {
+        "queue_s": 1.0,
+        "run_s": 8.0,
+        "outcome": "completed",
+        "progress": "linear",
+        "error_code": "generation_failed",
+        "error_message": "content policy violation",
+    }
+
+
+# --- server behaviour ------------------------------------------------------------------
+
+
+def test_quiet_by_default(client: httpx.Client, capfd: pytest.CaptureFixture[str]) -> None:
+    submit_ok(client)
+    client.get("/nowhere")
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_verbose_logs_one_line_per_request_without_key(clock: FakeClock, capfd: pytest.CaptureFixture[str]) -> None:
+    with RouterOneSimulator(clock=clock, verbose=True) as loud, httpx.Client(base_url=loud.url, headers=AUTH) as http:
+        task_id = submit_ok(http)
+        poll(http, task_id)
+    err = capfd.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert "POST /v1/videos/generations -> 202" in lines[0]
+    assert f"GET /v1/videos/generations/{task_id} -> 200" in lines[1]
+    assert KEY not in err
+
+
+def test_start_stop_and_constructor_validation(clock: FakeClock) -> None:
+    simulator = RouterOneSimulator(clock=clock).start()
+    url = simulator.url
+    assert httpx.get(url + "/_sim/health").json() == {"ok": True}
+    with pytest.raises(RuntimeError):
+        simulator.start()
+    simulator.stop()
+    simulator.stop()  # idempotent
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/_sim/health", timeout=2)
+    with pytest.raises(ValueError):
+        RouterOneSimulator(outcome="maybe")
+
+
+def test_cli_runs_in_foreground_and_stops_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge_local.simulator", "--port", "0", "--queue-s", "0", "--run-s", "0"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "simulator printed nothing"
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, line
+        url = match.group(0)
+        with httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+            task_id = submit_ok(http)
+            assert poll(http, task_id)["status"] == "completed"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+    assert KEY not in line + out + err
