@@ -17,10 +17,11 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import httpx
@@ -152,7 +153,7 @@ def _run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[
     """Run one invocation; return (payload, failed)."""
     try:
         result = handler(event, context)
-    except Exception as exc:  # noqa: BLE001 - every handler failure becomes a function error
+    except Exception as exc:  # every handler failure becomes a function error
         message = str(exc).splitlines()[0] if str(exc) else ""
         print(f"[lambda {context.function_name}] {type(exc).__name__}: {message}", file=sys.stderr)
         return json.dumps(_error_payload(exc)).encode("utf-8"), True
@@ -212,6 +213,81 @@ def install_lambda_routing() -> None:
     cls.invoke = invoke
 
 
+# --------------------------------------------------------------------------- states:startExecution
+
+
+def _sfn_service_class() -> type:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    return StateTaskServiceSfn
+
+
+def verify_sfn_integration_fix() -> None:
+    """Raise if the hooks the startExecution fix relies on are gone."""
+    cls = _sfn_service_class()
+    for name in ("_normalise_parameters", "_normalise_response", "_get_boto_service_action"):
+        if not hasattr(cls, name):
+            raise RuntimeError(f"moto changed: StateTaskServiceSfn.{name} is gone")
+
+
+def install_sfn_integration_fix() -> None:
+    """Make the interpreter's `states:startExecution` task work (broken in moto 5.2.5).
+
+    moto ported LocalStack's interpreter but left parameter/response normalisation as no-ops:
+    the ASL's `StateMachineArn`/`Name`/`Input` reach boto3 unchanged, whose Step Functions
+    model wants `stateMachineArn`/`name`/`input` (KeyError → States.Runtime), and the result
+    keeps camelCase where AWS returns `ExecutionArn`/`StartDate`. Top-level renames suffice:
+    every Step Functions action the interpreter calls takes flat parameters.
+    """
+    verify_sfn_integration_fix()
+    cls = _sfn_service_class()
+    if getattr(cls._normalise_parameters, "__bridge_original__", None) is not None:
+        return
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    members_by_action = {
+        xform_name(op): {m.lower(): m for m in (model.operation_model(op).input_shape.members or {})}
+        for op in model.operation_names
+        if model.operation_model(op).input_shape is not None
+    }
+    original_params = cls._normalise_parameters
+    original_response = cls._normalise_response
+
+    def normalise_parameters(
+        self: Any,
+        parameters: dict[str, Any],
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        original_params(self, parameters, boto_service_name, service_action_name)
+        members = members_by_action.get(service_action_name or self._get_boto_service_action(), {})
+        for key in list(parameters):
+            target = members.get(key.lower())
+            if target is not None and target != key:
+                parameters[target] = parameters.pop(key)
+
+    def normalise_response(
+        self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+    ) -> None:
+        original_response(self, response, boto_service_name, service_action_name)
+        if not isinstance(response, dict):
+            return
+        for key in list(response):
+            value = response.pop(key)
+            if isinstance(value, datetime):
+                value = int(value.timestamp() * 1000)  # AWS renders these dates as epoch millis
+            response[key[:1].upper() + key[1:]] = value
+
+    normalise_parameters.__bridge_original__ = original_params  # type: ignore[attr-defined]
+    normalise_response.__bridge_original__ = original_response  # type: ignore[attr-defined]
+    cls._normalise_parameters = normalise_parameters
+    cls._normalise_response = normalise_response
+
+
 # --------------------------------------------------------------------------- JSONata
 
 
@@ -223,7 +299,7 @@ def install_jsonata() -> None:
     def evaluate(expression: str) -> Any:
         try:
             return jsonata.Jsonata(expression).evaluate(None)
-        except Exception as exc:  # noqa: BLE001 - surfaced as States.QueryEvaluationError
+        except Exception as exc:  # surfaced as States.QueryEvaluationError
             raise moto_jsonata.JSONataException("UNKNOWN", str(exc)) from exc
 
     moto_jsonata._eval_jsonata = evaluate
@@ -243,12 +319,20 @@ DUMMY_ZIP = _dummy_zip()
 
 
 class EmbeddedAws:
-    """A moto server on 127.0.0.1 that boto3 clients made later in this process will reach."""
+    """A moto server on 127.0.0.1 that boto3 clients made later in this process will reach.
+
+    moto's backends are process-global, so every EmbeddedAws in a process is a door into the
+    same AWS: the state is wiped when the first one starts and when the last one stops.
+    """
+
+    _live: ClassVar[set[int]] = set()
+    _live_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, region: str = DEFAULT_REGION, port: int = 0) -> None:
         self.region = region
         self._port = port
         self._server: ThreadedMotoServer | None = None
+        self._saved_environ: dict[str, str | None] = {}
         self.endpoint_url = ""
 
     @property
@@ -259,6 +343,7 @@ class EmbeddedAws:
         if self._server is not None:
             return self
         install_lambda_routing()
+        install_sfn_integration_fix()
         install_jsonata()
         # Werkzeug logs every request at INFO; the local run wants to show events, not that.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -268,22 +353,36 @@ class EmbeddedAws:
         self._port = server.get_host_and_port()[1]
         self.endpoint_url = f"http://127.0.0.1:{self._port}"
         # The interpreter calls back to localhost:$MOTO_PORT, read per call: set before any execution.
-        os.environ["MOTO_PORT"] = str(self._port)
-        os.environ.update(
+        # (Binding port 0 first and then setting it avoids a pick-then-bind race.)
+        self._set_environ(
             {
+                "MOTO_PORT": str(self._port),
                 "AWS_ENDPOINT_URL": self.endpoint_url,
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_PROFILE": None,
+                "AWS_SESSION_TOKEN": None,
             }
         )
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        response = httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
-        response.raise_for_status()
-        self.ensure_role()
+        with EmbeddedAws._live_lock:
+            first = not EmbeddedAws._live
+            EmbeddedAws._live.add(id(self))
+        if first:
+            self.reset()
+        else:
+            self.ensure_role()
         return self
+
+    def _set_environ(self, values: dict[str, str | None]) -> None:
+        # Remember what was there, so stop() leaves later code (other tests) as it found it.
+        for key, value in values.items():
+            self._saved_environ.setdefault(key, os.environ.get(key))
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def ensure_role(self) -> str:
         """Create the one IAM role every local function and state machine uses."""
@@ -295,14 +394,29 @@ class EmbeddedAws:
         return DUMMY_ROLE_ARN
 
     def stop(self) -> None:
+        """Shut the server, forget every resource if no other emulator is live, restore the env."""
         if self._server is None:
             return
+        with EmbeddedAws._live_lock:
+            EmbeddedAws._live.discard(id(self))
+            last = not EmbeddedAws._live
+        if last:
+            # Best effort: if this fails the state dies with the process anyway.
+            with suppress(httpx.HTTPError):
+                httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)
         self._server.stop()
         self._server = None
+        for key, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_environ.clear()
 
     def reset(self) -> None:
-        """Forget every resource (moto's reset API); registered handlers stay."""
+        """Forget every resource: moto's backends are process-global, so a new emulator starts empty."""
         httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        # Config lives outside the backends; set it here so every start and reset runs state machines.
         httpx.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
         self.ensure_role()
 

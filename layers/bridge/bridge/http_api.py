@@ -36,6 +36,11 @@ def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:
     return _json(400, describe_validation_errors(exc.errors()).envelope())
 
 
+@app.exception_handler(UnicodeDecodeError)
+def _undecodable_body(exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+    return _json(400, InvalidRequest("the request body is not valid UTF-8", code="invalid_json").envelope())
+
+
 @app.exception_handler(BridgeError)
 def _bridge_error(exc: BridgeError) -> Response[dict[str, Any]]:
     if exc.status >= 500:

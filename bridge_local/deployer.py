@@ -1,0 +1,513 @@
+"""Deploy template.yaml onto the embedded AWS: each SAM resource made with plain API calls.
+
+moto's CloudFormation cannot run a SAM template (see DESIGN.md), so this reads the template,
+resolves the intrinsics it uses and creates each resource directly. Handlers are imported from
+their CodeUri and registered for in-process Lambda routing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cfnlint.decode import decode_str
+
+from bridge_local.api_front import ApiRoute
+from bridge_local.emulator import ACCOUNT_ID, DUMMY_ROLE_ARN, DUMMY_ZIP, EmbeddedAws, Handler, registry
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+DEFAULT_STACK_NAME = "video-bridge-local"
+
+# Creation order by type; anything a later type refers to exists (or has a known id) by then.
+_ORDER = [
+    "AWS::Serverless::LayerVersion",
+    "AWS::DynamoDB::Table",
+    "AWS::SNS::Topic",
+    "AWS::Events::EventBus",
+    "AWS::SecretsManager::Secret",
+    "AWS::Serverless::Function",
+    "AWS::Serverless::StateMachine",
+    "AWS::Serverless::Api",
+]
+_SKIPPED = {"AWS::Serverless::Api"}  # served by api_front
+_SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
+
+
+class DeployError(RuntimeError):
+    """The template uses something this local deployer does not know how to create."""
+
+
+@dataclass
+class DeployedStack:
+    stack_name: str
+    region: str
+    parameters: dict[str, str]
+    resources: dict[str, str]  # logical id → physical id (what Ref returns)
+    outputs: dict[str, str]  # template Outputs that resolve locally
+    environment: dict[str, str]  # the union applied to os.environ
+    function_environments: dict[str, dict[str, str]]
+    function_names: dict[str, str]  # logical id → function name
+    handlers: dict[str, Handler]  # logical id → imported handler
+    api_routes: list[ApiRoute]
+    api_function: str | None  # logical id of the function behind the Api events
+    table_name: str = ""
+    topic_arn: str = ""
+    event_bus_name: str = ""
+    state_machine_arn: str = ""
+    secret_arn: str = ""
+    sns_queue_url: str = ""
+    events_queue_url: str = ""
+
+    @property
+    def api_handler(self) -> Handler:
+        if self.api_function is None:
+            raise DeployError("no function in the template has Api events")
+        return self.handlers[self.api_function]
+
+    @property
+    def stage(self) -> str:
+        return self.parameters.get("Stage", "dev")
+
+
+class _Resolver:
+    """Evaluates the intrinsic functions the template uses against known physical ids."""
+
+    def __init__(self, stack_name: str, region: str, parameters: dict[str, str]) -> None:
+        self.pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": "",
+        }
+        self.parameters = parameters
+        self.refs: dict[str, str] = {}
+        self.attrs: dict[str, dict[str, str]] = {}
+
+    def ref(self, name: str) -> str:
+        for table in (self.pseudo, self.parameters, self.refs):
+            if name in table:
+                return table[name]
+        raise DeployError(f"Ref to {name!r} before it has a physical id")
+
+    def get_att(self, logical_id: str, attr: str) -> str:
+        try:
+            return self.attrs[logical_id][attr]
+        except KeyError:
+            raise DeployError(f"Fn::GetAtt {logical_id}.{attr} is not known locally") from None
+
+    def sub(self, template: str, variables: Mapping[str, Any]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name and not name.startswith("AWS::"):
+                logical_id, attr = name.split(".", 1)
+                return self.get_att(logical_id, attr)
+            return self.ref(name)
+
+        # ${!Literal} stays as ${Literal}, as in CloudFormation.
+        return _SUB_VAR.sub(replace, template).replace("${!", "${")
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            key, arg = next(iter(value.items()))
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical_id, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.get_att(logical_id, attr)
+            if key == "Fn::Sub":
+                if isinstance(arg, list):
+                    return self.sub(arg[0], arg[1])
+                return self.sub(arg, {})
+            if key == "Fn::Join":
+                return str(arg[0]).join(str(self.resolve(v)) for v in self.resolve(arg[1]))
+            if key == "Fn::Select":
+                return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+            if key.startswith("Fn::") or key == "Condition":
+                raise DeployError(f"intrinsic {key} is not supported by the local deployer")
+        return {k: self.resolve(v) for k, v in value.items()}
+
+
+def _as_env_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    template, matches = decode_str(path.read_text(encoding="utf-8"))
+    if template is None:
+        raise DeployError(f"cannot parse {path}: {matches}")
+    return template
+
+
+def _parameter_values(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    declared = template.get("Parameters", {}) or {}
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise DeployError(f"unknown parameter override(s): {sorted(unknown)}")
+    for name, spec in declared.items():
+        if name in overrides:
+            values[name] = _as_env_string(overrides[name])
+        elif "Default" in spec:
+            values[name] = _as_env_string(spec["Default"])
+        else:
+            raise DeployError(f"parameter {name} has no default and no override")
+        allowed = spec.get("AllowedValues")
+        if allowed and values[name] not in [str(a) for a in allowed]:
+            raise DeployError(f"parameter {name}={values[name]!r} not in {allowed}")
+    return values
+
+
+def import_handler(code_dir: Path, handler: str, module_name: str) -> Handler:
+    """Import `<code_dir>/<module path>.py` under a unique name and return its handler attribute."""
+    module_path, _, attr = handler.rpartition(".")
+    source = code_dir / (module_path.replace(".", "/") + ".py")
+    spec = importlib.util.spec_from_file_location(module_name, source)
+    if spec is None or spec.loader is None:
+        raise DeployError(f"cannot import {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise DeployError(f"{source} has no callable {attr!r}")
+    return fn
+
+
+class _Deployer:
+    def __init__(
+        self,
+        aws: EmbeddedAws,
+        template: dict[str, Any],
+        root: Path,
+        stack_name: str,
+        parameters: dict[str, str],
+        import_handlers: bool,
+        apply_environment: bool,
+    ) -> None:
+        self.aws = aws
+        self.template = template
+        self.root = root
+        self.stack_name = stack_name
+        self.region = aws.region
+        self.r = _Resolver(stack_name, aws.region, parameters)
+        self.import_handlers = import_handlers
+        self.apply_environment = apply_environment
+        self.globals_fn: dict[str, Any] = (template.get("Globals") or {}).get("Function") or {}
+        self.function_envs: dict[str, dict[str, str]] = {}
+        self.function_names: dict[str, str] = {}
+        self.handlers: dict[str, Handler] = {}
+        self.routes: list[ApiRoute] = []
+        self.api_function: str | None = None
+
+    def physical_name(self, logical_id: str) -> str:
+        return f"{self.stack_name}-{logical_id}"
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{resource}"
+
+    # ----------------------------------------------------------------- known ids up front
+
+    def precompute_ids(self, resources: Mapping[str, Any]) -> None:
+        # Functions and state machines refer to each other (api env → machine ARN → poll ARN);
+        # their ids are deterministic, so publish them before anything is created.
+        for logical_id, res in resources.items():
+            kind = res.get("Type")
+            if kind == "AWS::Serverless::Function":
+                name = self.physical_name(logical_id)
+                self.r.refs[logical_id] = name
+                self.r.attrs[logical_id] = {"Arn": self.arn("lambda", f"function:{name}")}
+            elif kind == "AWS::Serverless::Api":
+                self.r.refs[logical_id] = "local"
+                self.r.attrs[logical_id] = {"RootResourceId": "local"}
+            elif kind == "AWS::Serverless::LayerVersion":
+                self.r.refs[logical_id] = self.arn("lambda", f"layer:{self.physical_name(logical_id)}:1")
+
+    def precompute_state_machine(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        name = str(self.r.resolve(props.get("Name", self.physical_name(logical_id))))
+        arn = self.arn("states", f"stateMachine:{name}")
+        self.r.refs[logical_id] = arn
+        self.r.attrs[logical_id] = {"Arn": arn, "Name": name}
+
+    # ----------------------------------------------------------------- resource creators
+
+    def layer(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        content = (self.root / str(props["ContentUri"])).resolve()
+        # A Python layer puts python/ on the path; SAM's build step also accepts the plain dir.
+        path = content / "python" if (content / "python").is_dir() else content
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+    def table(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p.get("TableName") or self.physical_name(logical_id)
+        ddb = self.aws.client("dynamodb")
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": p["KeySchema"],
+            "AttributeDefinitions": p["AttributeDefinitions"],
+            "BillingMode": p.get("BillingMode", "PROVISIONED"),
+        }
+        if kwargs["BillingMode"] == "PROVISIONED":
+            kwargs["ProvisionedThroughput"] = {
+                k: int(v)
+                for k, v in p.get("ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}).items()
+            }
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification", "SSESpecification"):
+            if key in p:
+                kwargs[key] = p[key]
+        if "SSESpecification" in kwargs:
+            kwargs["SSESpecification"] = {"Enabled": bool(kwargs["SSESpecification"].get("SSEEnabled", False))}
+        table = ddb.create_table(**kwargs)["TableDescription"]
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": table["TableArn"], "StreamArn": table.get("LatestStreamArn", "")}
+
+    def topic(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p.get("TopicName") or self.physical_name(logical_id)
+        attributes = {"DisplayName": p["DisplayName"]} if "DisplayName" in p else {}
+        arn = self.aws.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        self.r.refs[logical_id] = arn
+        self.r.attrs[logical_id] = {"TopicArn": arn, "TopicName": name}
+
+    def event_bus(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p["Name"]
+        arn = self.aws.client("events").create_event_bus(Name=name)["EventBusArn"]
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": arn, "Name": name}
+
+    def secret(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p.get("Name") or self.physical_name(logical_id)
+        kwargs: dict[str, Any] = {"Name": name, "SecretString": p.get("SecretString", "")}
+        if "Description" in p:
+            kwargs["Description"] = p["Description"]
+        arn = self.aws.client("secretsmanager").create_secret(**kwargs)["ARN"]
+        self.r.refs[logical_id] = arn
+        self.r.attrs[logical_id] = {"Id": arn}
+
+    def function_environment(self, props: Mapping[str, Any]) -> dict[str, str]:
+        merged: dict[str, Any] = {}
+        merged.update(((self.globals_fn.get("Environment") or {}).get("Variables")) or {})
+        merged.update(((props.get("Environment") or {}).get("Variables")) or {})
+        return {k: _as_env_string(self.r.resolve(v)) for k, v in merged.items()}
+
+    def function(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        def prop(key: str, default: Any = None) -> Any:
+            return self.r.resolve(props.get(key, self.globals_fn.get(key, default)))
+
+        name = str(prop("FunctionName") or self.physical_name(logical_id))
+        env = self.function_environment(props)
+        self.aws.client("lambda").create_function(
+            FunctionName=name,
+            Runtime=prop("Runtime", "python3.11"),
+            Role=DUMMY_ROLE_ARN,
+            Handler=prop("Handler"),
+            Code={"ZipFile": DUMMY_ZIP},
+            Description=str(prop("Description", "")),
+            MemorySize=int(prop("MemorySize", 128)),
+            Timeout=int(prop("Timeout", 3)),
+            Environment={"Variables": env},
+        )
+        self.function_names[logical_id] = name
+        self.function_envs[logical_id] = env
+        self.r.refs[logical_id] = name
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "Api":
+                continue
+            ep = event.get("Properties") or {}
+            self.routes.append(ApiRoute(method=str(ep["Method"]).upper(), resource=str(ep["Path"])))
+            if self.api_function not in (None, logical_id):
+                raise DeployError("more than one function has Api events; api_front serves one handler")
+            self.api_function = logical_id
+
+    def register_handlers(self) -> None:
+        resources = self.template["Resources"]
+        for logical_id, name in self.function_names.items():
+            props = resources[logical_id].get("Properties") or {}
+            code_dir = (self.root / str(props["CodeUri"])).resolve()
+            module_name = f"fn_{code_dir.name}_{str(props['Handler']).rpartition('.')[0].replace('.', '_')}"
+            handler = import_handler(code_dir, str(props["Handler"]), module_name)
+            self.handlers[logical_id] = handler
+            registry.register(name, handler)
+
+    def state_machine(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        if "DefinitionUri" in props:
+            source = self.root / str(props["DefinitionUri"])
+            text = source.read_text(encoding="utf-8")
+            is_yaml = source.suffix in (".yaml", ".yml")
+        elif "Definition" in props:
+            text, is_yaml = json.dumps(props["Definition"]), False
+        else:
+            raise DeployError(f"{logical_id}: needs DefinitionUri or Definition")
+        substitutions = {k: str(self.r.resolve(v)) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            return substitutions.get(match.group(1), match.group(0))
+
+        text = _SUB_VAR.sub(substitute, text)
+        definition = yaml.safe_load(text) if is_yaml else json.loads(text)
+        name = self.r.attrs[logical_id]["Name"]
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "definition": json.dumps(definition),
+            "roleArn": DUMMY_ROLE_ARN,
+            "type": str(self.r.resolve(props.get("Type", "STANDARD"))),
+        }
+        arn = self.aws.client("stepfunctions").create_state_machine(**kwargs)["stateMachineArn"]
+        if arn != self.r.refs[logical_id]:
+            raise DeployError(f"{logical_id}: ARN {arn} differs from the one handed out {self.r.refs[logical_id]}")
+
+    # ----------------------------------------------------------------- driver
+
+    def run(self) -> DeployedStack:
+        resources: dict[str, Any] = self.template.get("Resources") or {}
+        unknown = {r["Type"] for r in resources.values()} - set(_ORDER)
+        if unknown:
+            raise DeployError(f"resource types not supported locally: {sorted(unknown)}")
+        self.precompute_ids(resources)
+        for logical_id, res in resources.items():
+            if res["Type"] == "AWS::Serverless::StateMachine":
+                self.precompute_state_machine(logical_id, res.get("Properties") or {})
+        creators: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
+            "AWS::Serverless::LayerVersion": self.layer,
+            "AWS::DynamoDB::Table": self.table,
+            "AWS::SNS::Topic": self.topic,
+            "AWS::Events::EventBus": self.event_bus,
+            "AWS::SecretsManager::Secret": self.secret,
+            "AWS::Serverless::Function": self.function,
+            "AWS::Serverless::StateMachine": self.state_machine,
+        }
+        for kind in _ORDER:
+            if kind in _SKIPPED:
+                continue
+            for logical_id, res in resources.items():
+                if res["Type"] == kind:
+                    creators[kind](logical_id, res.get("Properties") or {})
+
+        environment = self.environment_union()
+        if self.apply_environment:
+            os.environ.update(environment)
+        if self.import_handlers:
+            # After the env is set: handler modules may read settings at import.
+            self.register_handlers()
+        return self.result(resources, environment)
+
+    def environment_union(self) -> dict[str, str]:
+        union: dict[str, str] = {}
+        for logical_id, env in self.function_envs.items():
+            for key, value in env.items():
+                if key in union and union[key] != value:
+                    print(
+                        f"[deployer] {key} differs between functions; {logical_id} wins in the shared process",
+                        file=sys.stderr,
+                    )
+                union[key] = value
+        return union
+
+    def result(self, resources: Mapping[str, Any], environment: dict[str, str]) -> DeployedStack:
+        def first(kind: str) -> str:
+            ids = [self.r.refs[lid] for lid, res in resources.items() if res["Type"] == kind]
+            return ids[0] if ids else ""
+
+        outputs: dict[str, str] = {}
+        for name, spec in (self.template.get("Outputs") or {}).items():
+            try:
+                outputs[name] = str(self.r.resolve(spec["Value"]))
+            except DeployError:
+                continue
+        return DeployedStack(
+            stack_name=self.stack_name,
+            region=self.region,
+            parameters=dict(self.r.parameters),
+            resources={k: v for k, v in self.r.refs.items() if k in resources},
+            outputs=outputs,
+            environment=environment,
+            function_environments=self.function_envs,
+            function_names=self.function_names,
+            handlers=self.handlers,
+            api_routes=self.routes,
+            api_function=self.api_function,
+            table_name=first("AWS::DynamoDB::Table"),
+            topic_arn=first("AWS::SNS::Topic"),
+            event_bus_name=first("AWS::Events::EventBus"),
+            state_machine_arn=first("AWS::Serverless::StateMachine"),
+            secret_arn=first("AWS::SecretsManager::Secret"),
+        )
+
+
+def create_observers(aws: EmbeddedAws, stack: DeployedStack) -> None:
+    """Local-only plumbing: SQS queues that see every SNS message and every bus event."""
+    sqs = aws.client("sqs")
+
+    def queue(suffix: str) -> tuple[str, str]:
+        url = sqs.create_queue(QueueName=f"{stack.stack_name}-{suffix}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, arn
+
+    if stack.topic_arn:
+        url, arn = queue("observe-sns")
+        # Raw delivery off: the SNS envelope (with MessageAttributes) is what we want to see.
+        aws.client("sns").subscribe(
+            TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "false"}
+        )
+        stack.sns_queue_url = url
+    if stack.event_bus_name:
+        url, arn = queue("observe-events")
+        events = aws.client("events")
+        rule = f"{stack.stack_name}-observe"
+        source = stack.parameters.get("EventSource")
+        pattern = {"source": [source]} if source else {"account": [ACCOUNT_ID]}
+        events.put_rule(Name=rule, EventBusName=stack.event_bus_name, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=rule, EventBusName=stack.event_bus_name, Targets=[{"Id": "observe", "Arn": arn}])
+        stack.events_queue_url = url
+
+
+def deploy(
+    aws: EmbeddedAws,
+    template_path: Path | str = DEFAULT_TEMPLATE,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    stack_name: str = DEFAULT_STACK_NAME,
+    import_handlers: bool = True,
+    observers: bool = True,
+    apply_environment: bool = True,
+) -> DeployedStack:
+    """Create the template's resources on `aws`; return their ids and the functions' env.
+
+    With `apply_environment` (needed to run the handlers) the union of every function's
+    environment goes into os.environ; without it, it is only computed.
+    """
+    path = Path(template_path).resolve()
+    template = load_template(path)
+    values = _parameter_values(template, parameters or {})
+    deployer = _Deployer(aws, template, path.parent, stack_name, values, import_handlers, apply_environment)
+    stack = deployer.run()
+    if observers:
+        create_observers(aws, stack)
+    return stack

@@ -1,0 +1,155 @@
+"""Run the whole bridge on this machine: `python -m bridge_local.run`.
+
+Embedded AWS (moto) + the template's resources + an API Gateway look-alike in front of the
+real api handler + (unless given a real one) the Router One simulator; then every outcome
+published to SNS and EventBridge is printed as it arrives. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from contextlib import ExitStack
+from types import FrameType
+from typing import Any
+
+from bridge_local.api_front import ApiFront
+from bridge_local.deployer import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, deploy
+from bridge_local.emulator import EmbeddedAws
+from bridge_local.tail import EventTail, format_event
+
+SAMPLE_REQUEST = {"model": "video-default", "prompt": "a red fox running through snow"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bridge_local.run", description=__doc__)
+    parser.add_argument("--port", type=int, default=8000, help="port of the local API (default 8000)")
+    parser.add_argument(
+        "--router-one-url",
+        default=os.environ.get("ROUTER_ONE_BASE_URL"),
+        help="real Router One base URL (env ROUTER_ONE_BASE_URL); default: start the simulator",
+    )
+    parser.add_argument(
+        "--router-one-key",
+        default=os.environ.get("ROUTER_ONE_API_KEY"),
+        help="Router One API key (env ROUTER_ONE_API_KEY; prefer the env: argv is visible to ps)",
+    )
+    parser.add_argument("--poll-interval", type=int, default=3, help="seconds between polls (min 3)")
+    parser.add_argument("--sim-run-s", type=float, default=8.0, help="simulated generation time in seconds")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="handlers' log level (default WARNING, so events stand out)",
+    )
+    parser.add_argument("--template", default=str(DEFAULT_TEMPLATE), help=argparse.SUPPRESS)
+    parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help=argparse.SUPPRESS)
+    return parser
+
+
+def _banner(api_url: str, upstream: str, stack_name: str) -> str:
+    body = json.dumps(SAMPLE_REQUEST, separators=(",", ":"))
+    return "\n".join(
+        [
+            f"Video bridge running locally ({stack_name}); Router One: {upstream}",
+            f"API: {api_url}",
+            "",
+            "Submit a job:",
+            f"  curl -s -X POST {api_url}/v1/videos/generations \\",
+            "    -H 'Content-Type: application/json' \\",
+            f"    -d '{body}'",
+            "",
+            "Ask for its status (task_id from the answer above):",
+            f"  curl -s {api_url}/v1/videos/generations/<task_id>",
+            "",
+            "Outcome events (SNS and EventBridge) appear below. Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.router_one_url and not args.router_one_key:
+        print("--router-one-url needs a key: set ROUTER_ONE_API_KEY (or --router-one-key)", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Local noise control: no X-Ray daemon and no CloudWatch here; the env can still override.
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    print_lock = threading.Lock()
+
+    def show(event: dict[str, Any]) -> None:
+        with print_lock:
+            print(format_event(event) + "\n", flush=True)
+
+    try:
+        with ExitStack() as cleanup:
+            if args.router_one_url:
+                upstream_url, api_key, upstream = args.router_one_url, args.router_one_key, args.router_one_url
+            else:
+                from bridge_local.simulator import RouterOneSimulator
+
+                api_key = f"sk-local-{secrets.token_hex(12)}"
+                simulator = RouterOneSimulator(api_key=api_key, run_s=args.sim_run_s).start()
+                cleanup.callback(simulator.stop)
+                upstream_url, upstream = simulator.url, f"simulator at {simulator.url}"
+
+            aws = EmbeddedAws().start()
+            cleanup.callback(aws.stop)
+            stack = deploy(
+                aws,
+                args.template,
+                {
+                    "RouterOneBaseUrl": upstream_url,
+                    "PollIntervalSeconds": str(args.poll_interval),
+                    "LogLevel": args.log_level,
+                },
+                stack_name=args.stack_name,
+            )
+            aws.client("secretsmanager").put_secret_value(
+                SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": api_key})
+            )
+
+            tail = EventTail([stack.sns_queue_url, stack.events_queue_url], show).start()
+            cleanup.callback(tail.stop)
+            api_name = stack.function_names[stack.api_function] if stack.api_function else "api"
+            front = ApiFront(
+                stack.api_handler,
+                stack.api_routes,
+                port=args.port,
+                stage=stack.stage,
+                function_name=api_name,
+                region=stack.region,
+            ).start()
+            cleanup.callback(front.stop)
+
+            with print_lock:
+                print(_banner(front.url, upstream, stack.stack_name), flush=True)
+            while not stop.wait(0.5):
+                pass
+            with print_lock:
+                print("Stopping…", flush=True)
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Helpers for tests that run on the embedded AWS (fixtures stay in the test modules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+@contextmanager
+def environ_restored() -> Iterator[None]:
+    """Undo every os.environ change made inside (the deployer applies function env globally)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def wait_for_execution(sfn: Any, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll describe_execution until the execution ends; return its description."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if description["status"] in TERMINAL_EXECUTION_STATUSES:
+            return description
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still {description['status']} after {timeout}s")
+        time.sleep(0.1)
+
+
+def run_execution(sfn: Any, state_machine_arn: str, payload: Any, timeout: float = 30.0) -> dict[str, Any]:
+    """Start one execution with `payload` as input and wait for it to end."""
+    arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(payload))["executionArn"]
+    return wait_for_execution(sfn, arn, timeout)

@@ -1,0 +1,152 @@
+"""One local bridge for the integration tests: the simulator, embedded AWS, the template's
+resources, the real handlers and the HTTP front, built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge_local.api_front import ApiFront
+from bridge_local.deployer import DeployedStack, deploy
+from bridge_local.emulator import EmbeddedAws
+from bridge_local.simulator import RouterOneSimulator
+from bridge_local.tail import EventTail
+from bridge_local.testing import environ_restored
+
+ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
+# Small enough that jobs of a few polls roll over to a new execution: the continuation is exercised.
+MAX_POLLS_PER_EXECUTION = 3
+
+
+@dataclass
+class EventLog:
+    """Every event that reached the observation queues, by task id and channel."""
+
+    by_task: dict[str, dict[str, list[dict[str, Any]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, event: dict[str, Any]) -> None:
+        body = event.get("event") or {}
+        task_id = (body.get("data") or {}).get("task_id") if isinstance(body, dict) else None
+        with self.arrived:
+            self.by_task[task_id or "?"][event["channel"]].append(event)
+            self.arrived.notify_all()
+
+    def wait_for(
+        self, task_id: str, channels: tuple[str, ...] = ("sns", "eventbridge"), timeout: float = 40.0
+    ) -> dict[str, list[dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while not all(self.by_task[task_id][channel] for channel in channels):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = {channel: len(events) for channel, events in self.by_task[task_id].items()}
+                    raise AssertionError(
+                        f"no event for {task_id} on every channel of {channels} after {timeout}s; saw {seen}"
+                    )
+                self.arrived.wait(left)
+            return {channel: list(events) for channel, events in self.by_task[task_id].items()}
+
+    def for_task(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
+        with self.arrived:
+            return {channel: list(events) for channel, events in self.by_task[task_id].items()}
+
+
+@dataclass
+class LocalBridge:
+    aws: EmbeddedAws
+    stack: DeployedStack
+    simulator: RouterOneSimulator
+    api: httpx.Client
+    events: EventLog
+
+    def submit(self, body: dict[str, Any] | None = None, **sim: Any) -> httpx.Response:
+        """POST a job through the HTTP front; `sim` scripts the simulated job (run_s, outcome, …)."""
+        if sim:
+            self.simulator.queue_next(**sim)
+        return self.api.post(
+            "/v1/videos/generations", json=body or {"model": "video-default", "prompt": "a fox in snow"}
+        )
+
+    def job_row(self, task_id: str) -> dict[str, Any] | None:
+        return (
+            self.aws.client("dynamodb")
+            .get_item(TableName=self.stack.table_name, Key={"task_id": {"S": task_id}})
+            .get("Item")
+        )
+
+    def executions(self, task_id: str) -> list[dict[str, Any]]:
+        sfn = self.aws.client("stepfunctions")
+        found = sfn.list_executions(stateMachineArn=self.stack.state_machine_arn, maxResults=1000)["executions"]
+        return [e for e in found if e["name"] == task_id or e["name"].startswith(f"{task_id}--")]
+
+    def wait_until(self, condition: Callable[[], Any], timeout: float = 40.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"{what} not met after {timeout}s")
+
+    def wait_for_executions_to_end(self, task_id: str, timeout: float = 40.0) -> list[dict[str, Any]]:
+        def all_ended() -> list[dict[str, Any]] | None:
+            found = self.executions(task_id)
+            return found if found and all(e["status"] != "RUNNING" for e in found) else None
+
+        return self.wait_until(all_ended, timeout, f"executions of {task_id} ended")
+
+
+@pytest.fixture(scope="session")
+def bridge() -> Iterator[LocalBridge]:
+    with environ_restored(), ExitStack() as cleanup:
+        os.environ.update(
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_DISABLED="true",
+            MAX_POLLS_PER_EXECUTION=str(MAX_POLLS_PER_EXECUTION),
+        )
+        simulator = RouterOneSimulator(api_key=ROUTER_ONE_KEY, queue_s=0.5, run_s=4.0).start()
+        cleanup.callback(simulator.stop)
+        aws = EmbeddedAws().start()
+        cleanup.callback(aws.stop)
+        stack = deploy(
+            aws, parameters={"RouterOneBaseUrl": simulator.url, "PollIntervalSeconds": "3", "LogLevel": "WARNING"}
+        )
+        aws.client("secretsmanager").put_secret_value(
+            SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": ROUTER_ONE_KEY})
+        )
+        _forget_cached_clients()
+        events = EventLog()
+        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
+        cleanup.callback(tail.stop)
+        front = ApiFront(stack.api_handler, stack.api_routes, stage=stack.stage).start()
+        cleanup.callback(front.stop)
+        api = httpx.Client(base_url=front.url, timeout=30)
+        cleanup.callback(api.close)
+        yield LocalBridge(aws=aws, stack=stack, simulator=simulator, api=api, events=events)
+    _forget_cached_clients()
+
+
+def _forget_cached_clients() -> None:
+    """Settings, clients and the cached secret are per process; start from the current env."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from bridge import clients, settings, upstream
+
+    settings.get_settings.cache_clear()
+    clients.reset()
+    upstream.router_one.cache_clear()
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()

@@ -1,0 +1,523 @@
+"""The local runtime itself: embedded AWS, Lambda routing, deployer, observers, API front, runner.
+
+Stub handlers only (the real pipeline has its own tests): these prove the machinery works and
+fail if moto changes under the Lambda routing patch.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge_local import emulator
+from bridge_local.api_front import ApiFront, ApiRoute
+from bridge_local.deployer import DEFAULT_TEMPLATE, DeployedStack, deploy
+from bridge_local.emulator import (
+    DUMMY_ROLE_ARN,
+    EmbeddedAws,
+    install_lambda_routing,
+    verify_lambda_routing,
+    verify_sfn_integration_fix,
+)
+from bridge_local.tail import drain, format_event
+from bridge_local.testing import environ_restored, run_execution, wait_for_execution
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STACK = "runtime-test"
+
+
+class SomeNamedError(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[EmbeddedAws]:
+    with environ_restored(), EmbeddedAws() as embedded:
+        yield embedded
+
+
+@pytest.fixture(scope="module")
+def stack(aws: EmbeddedAws) -> DeployedStack:
+    # Resources only: the real handlers are the pipeline tests' business. Its own stack name,
+    # since moto's state is shared with any other emulator alive in this process.
+    return deploy(
+        aws,
+        DEFAULT_TEMPLATE,
+        {"PollIntervalSeconds": "3"},
+        stack_name=STACK,
+        import_handlers=False,
+        apply_environment=False,
+    )
+
+
+def _lambda_task_machine(aws: EmbeddedAws, name: str, function_arn: str) -> str:
+    definition = {
+        "StartAt": "CallFunction",
+        "States": {
+            "CallFunction": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Retry": [{"ErrorEquals": ["SomeNamedError"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["SomeNamedError"], "ResultPath": "$.caught", "Next": "Recovered"}],
+                "End": True,
+            },
+            "Recovered": {"Type": "Pass", "End": True},
+        },
+    }
+    sfn = aws.client("stepfunctions")
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=DUMMY_ROLE_ARN)[
+        "stateMachineArn"
+    ]
+
+
+# --------------------------------------------------------------------------- Lambda routing
+
+
+def test_moto_still_has_what_the_local_patches_rely_on() -> None:
+    verify_lambda_routing()
+    verify_sfn_integration_fix()
+    install_lambda_routing()
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    assert getattr(LambdaSimpleBackend.invoke, "__bridge_original__", None) is not None
+
+
+def test_state_machine_lambda_task_runs_the_registered_python_handler(aws: EmbeddedAws) -> None:
+    def double(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {
+            "doubled": event["n"] * 2,
+            "function": context.function_name,
+            "left_ms": context.get_remaining_time_in_millis(),
+        }
+
+    arn = aws.register_function("stub-double", double, timeout_s=30)
+    machine = _lambda_task_machine(aws, "stub-double-machine", arn)
+
+    result = run_execution(aws.client("stepfunctions"), machine, {"n": 21})
+
+    assert result["status"] == "SUCCEEDED"
+    output = json.loads(result["output"])
+    assert output["doubled"] == 42
+    assert output["function"] == "stub-double"
+    assert 0 < output["left_ms"] <= 30_000
+
+
+def test_handler_error_is_retried_by_name_then_caught_by_name(aws: EmbeddedAws) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def always_fails(event: dict[str, Any], context: Any) -> None:
+        calls.append(event)
+        raise SomeNamedError("upstream still unwell")
+
+    arn = aws.register_function("stub-fails", always_fails)
+    machine = _lambda_task_machine(aws, "stub-fails-machine", arn)
+
+    result = run_execution(aws.client("stepfunctions"), machine, {"n": 1})
+
+    assert result["status"] == "SUCCEEDED"
+    assert len(calls) == 2  # the first attempt and one retry
+    caught = json.loads(result["output"])["caught"]
+    assert caught["Error"] == "SomeNamedError"
+    assert json.loads(caught["Cause"])["errorMessage"] == "upstream still unwell"
+
+
+def test_direct_invoke_reports_an_unhandled_function_error_like_lambda(aws: EmbeddedAws) -> None:
+    def fails(event: dict[str, Any], context: Any) -> None:
+        raise SomeNamedError("boom")
+
+    aws.register_function("stub-direct-fails", fails)
+
+    response = aws.client("lambda").invoke(FunctionName="stub-direct-fails", Payload=b'{"a": 1}')
+
+    assert response["FunctionError"] == "Unhandled"
+    payload = json.loads(response["Payload"].read())
+    assert payload == {"errorType": "SomeNamedError", "errorMessage": "boom", "stackTrace": []}
+
+
+def test_unregistered_functions_keep_moto_behaviour(aws: EmbeddedAws) -> None:
+    lam = aws.client("lambda")
+    lam.create_function(
+        FunctionName="stub-unrouted",
+        Runtime="python3.11",
+        Role=DUMMY_ROLE_ARN,
+        Handler="app.handler",
+        Code={"ZipFile": emulator.DUMMY_ZIP},
+    )
+
+    response = lam.invoke(FunctionName="stub-unrouted", Payload=b'{"echo": true}')
+
+    assert "FunctionError" not in response
+    assert json.loads(response["Payload"].read()) == {"echo": True}
+
+
+def test_start_execution_task_starts_the_named_child_with_its_input(aws: EmbeddedAws) -> None:
+    sfn = aws.client("stepfunctions")
+    child = sfn.create_state_machine(
+        name="stub-child",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn=DUMMY_ROLE_ARN,
+    )["stateMachineArn"]
+    parent_definition = {
+        "StartAt": "Continue",
+        "States": {
+            "Continue": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution",
+                "Parameters": {"StateMachineArn": child, "Name.$": "$.next_name", "Input": {"task_id.$": "$.task_id"}},
+                "End": True,
+            }
+        },
+    }
+    parent = sfn.create_state_machine(
+        name="stub-parent", definition=json.dumps(parent_definition), roleArn=DUMMY_ROLE_ARN
+    )["stateMachineArn"]
+
+    result = run_execution(sfn, parent, {"task_id": "v_1", "next_name": "v_1--1"})
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    output = json.loads(result["output"])
+    assert output["ExecutionArn"].endswith(":execution:stub-child:v_1--1")
+    assert isinstance(output["StartDate"], int)
+    child_run = wait_for_execution(sfn, output["ExecutionArn"])
+    assert json.loads(child_run["input"]) == {"task_id": "v_1"}
+
+
+def test_jsonata_states_evaluate_in_the_interpreter(aws: EmbeddedAws) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Add",
+        "States": {"Add": {"Type": "Pass", "Output": {"sum": "{% $states.input.a + $states.input.b %}"}, "End": True}},
+    }
+    sfn = aws.client("stepfunctions")
+    machine = sfn.create_state_machine(name="jsonata-add", definition=json.dumps(definition), roleArn=DUMMY_ROLE_ARN)
+
+    result = run_execution(sfn, machine["stateMachineArn"], {"a": 2, "b": 3})
+
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == {"sum": 5}
+
+
+# --------------------------------------------------------------------------- deployer
+
+
+def test_deployer_creates_every_template_resource(aws: EmbeddedAws, stack: DeployedStack) -> None:
+    table = aws.client("dynamodb").describe_table(TableName=stack.table_name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = aws.client("dynamodb").describe_time_to_live(TableName=stack.table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+
+    assert aws.client("sns").get_topic_attributes(TopicArn=stack.topic_arn)["Attributes"]
+    assert stack.event_bus_name == f"{STACK}-video-events"
+    assert aws.client("events").describe_event_bus(Name=stack.event_bus_name)["Name"] == stack.event_bus_name
+    secret = aws.client("secretsmanager").get_secret_value(SecretId=stack.secret_arn)
+    assert json.loads(secret["SecretString"]) == {"api_key": ""}
+    names = {f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]}
+    assert set(stack.function_names.values()) <= names
+
+
+def test_deployer_applies_definition_substitutions(aws: EmbeddedAws, stack: DeployedStack) -> None:
+    machine = aws.client("stepfunctions").describe_state_machine(stateMachineArn=stack.state_machine_arn)
+
+    assert machine["name"] == f"{STACK}-job-tracker"
+    assert "${" not in machine["definition"]
+    definition = json.loads(machine["definition"])
+    poll = definition["States"]["PollUpstream"]["Parameters"]["FunctionName"]
+    assert poll == f"arn:aws:lambda:us-east-1:123456789012:function:{stack.function_names['PollFunction']}"
+    assert stack.topic_arn in machine["definition"]
+
+
+def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:
+    api_env = stack.function_environments["ApiFunction"]
+    assert api_env["STATE_MACHINE_ARN"] == stack.state_machine_arn
+    assert api_env["JOBS_TABLE_NAME"] == stack.table_name
+    assert api_env["ROUTER_ONE_API_KEY_SECRET"] == stack.secret_arn
+    assert api_env["POLL_INTERVAL_SECONDS"] == "3"
+    assert api_env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    assert stack.api_function == "ApiFunction"
+    assert {(r.method, r.resource) for r in stack.api_routes} == {
+        ("POST", "/v1/videos/generations"),
+        ("GET", "/v1/videos/generations/{task_id}"),
+    }
+
+
+def test_deployer_imports_handlers_and_puts_layers_on_the_path(aws: EmbeddedAws, tmp_path: Path) -> None:
+    (tmp_path / "layer" / "stubdomain").mkdir(parents=True)
+    (tmp_path / "layer" / "stubdomain" / "__init__.py").write_text("GREETING = 'hello from the layer'\n")
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "app.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from stubdomain import GREETING
+
+            def handler(event, context):
+                return {"greeting": GREETING, "table": os.environ["TABLE"], "event": event}
+            """
+        )
+    )
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(
+            """
+            Transform: AWS::Serverless-2016-10-31
+            Globals:
+              Function:
+                Runtime: python3.11
+                Environment:
+                  Variables:
+                    TABLE: !Ref Table
+            Resources:
+              Layer:
+                Type: AWS::Serverless::LayerVersion
+                Properties:
+                  ContentUri: layer/
+              Table:
+                Type: AWS::DynamoDB::Table
+                Properties:
+                  BillingMode: PAY_PER_REQUEST
+                  AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+                  KeySchema: [{AttributeName: id, KeyType: HASH}]
+              Fn:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: fn/
+                  Handler: app.handler
+                  Events:
+                    Any:
+                      Type: Api
+                      Properties:
+                        Path: /things/{id}
+                        Method: any
+            """
+        )
+    )
+    with environ_restored():
+        mini = deploy(aws, tmp_path / "template.yaml", stack_name="mini", observers=False)
+        response = aws.client("lambda").invoke(FunctionName=mini.function_names["Fn"], Payload=b'{"x": 1}')
+
+    assert json.loads(response["Payload"].read()) == {
+        "greeting": "hello from the layer",
+        "table": "mini-Table",
+        "event": {"x": 1},
+    }
+    assert mini.api_routes == [ApiRoute(method="ANY", resource="/things/{id}")]
+    assert mini.environment == {"TABLE": "mini-Table"}
+
+
+# --------------------------------------------------------------------------- observers
+
+
+def test_topic_and_bus_reach_the_observation_queues(aws: EmbeddedAws, stack: DeployedStack) -> None:
+    envelope = {"id": "evt_1", "type": "video.generation.completed", "data": {"status": "completed"}}
+    aws.client("sns").publish(
+        TopicArn=stack.topic_arn,
+        Message=json.dumps(envelope),
+        MessageAttributes={"event_type": {"DataType": "String", "StringValue": "video.generation.completed"}},
+    )
+    aws.client("events").put_events(
+        Entries=[
+            {
+                "EventBusName": stack.event_bus_name,
+                "Source": stack.parameters["EventSource"],
+                "DetailType": "Video Generation Completed",
+                "Detail": json.dumps(envelope),
+            },
+            # Another source: the rule's pattern keeps it out.
+            {"EventBusName": stack.event_bus_name, "Source": "other", "DetailType": "x", "Detail": "{}"},
+        ]
+    )
+
+    sns_events = drain(stack.sns_queue_url, timeout=5, expect=1, sqs=aws.client("sqs"))
+    bus_events = drain(stack.events_queue_url, timeout=5, expect=1, sqs=aws.client("sqs"))
+
+    assert sns_events == [
+        {
+            "channel": "sns",
+            "topic_arn": stack.topic_arn,
+            "message_id": sns_events[0]["message_id"],
+            "subject": None,
+            "attributes": {"event_type": "video.generation.completed"},
+            "event": envelope,
+        }
+    ]
+    assert len(bus_events) == 1
+    assert bus_events[0]["channel"] == "eventbridge"
+    assert bus_events[0]["detail_type"] == "Video Generation Completed"
+    assert bus_events[0]["source"] == "router-one.video-bridge"
+    assert bus_events[0]["event"] == envelope
+    assert "Video Generation Completed" in format_event(bus_events[0])
+    assert drain(stack.events_queue_url, timeout=1.5, sqs=aws.client("sqs")) == []
+
+
+# --------------------------------------------------------------------------- API front
+
+
+@pytest.fixture()
+def front() -> Iterator[tuple[ApiFront, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+
+    def stub(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.append(event)
+        if event["pathParameters"] and event["pathParameters"].get("task_id") == "crash":
+            raise RuntimeError("secret internals")
+        if event["pathParameters"] and event["pathParameters"].get("task_id") == "binary":
+            return {"statusCode": 200, "body": base64.b64encode(b"\x00\xff").decode(), "isBase64Encoded": True}
+        return {
+            "statusCode": 202 if event["httpMethod"] == "POST" else 200,
+            "headers": {"Content-Type": "application/json"},
+            "multiValueHeaders": {"X-Multi": ["a", "b"]},
+            "body": json.dumps({"echo": event["body"], "function": context.function_name}),
+        }
+
+    routes = [
+        ApiRoute("POST", "/v1/videos/generations"),
+        ApiRoute("GET", "/v1/videos/generations/{task_id}"),
+    ]
+    with ApiFront(stub, routes, stage="dev", function_name="stub-api") as api:
+        yield api, seen
+
+
+def test_api_front_turns_a_get_into_a_rest_proxy_event(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
+    api, seen = front
+
+    response = httpx.get(f"{api.url}/v1/videos/generations/v_123?verbose=1&tag=a&tag=b", headers={"X-Trace": "t1"})
+
+    assert response.status_code == 200
+    assert response.json() == {"echo": None, "function": "stub-api"}
+    assert response.headers.get_list("X-Multi") == ["a", "b"]
+    event = seen[-1]
+    assert event["resource"] == "/v1/videos/generations/{task_id}"
+    assert event["path"] == "/v1/videos/generations/v_123"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"task_id": "v_123"}
+    assert event["queryStringParameters"] == {"verbose": "1", "tag": "b"}
+    assert event["multiValueQueryStringParameters"] == {"verbose": ["1"], "tag": ["a", "b"]}
+    assert event["headers"]["X-Trace"] == "t1"
+    assert event["multiValueHeaders"]["X-Trace"] == ["t1"]
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["stage"] == "dev"
+    assert context["resourcePath"] == "/v1/videos/generations/{task_id}"
+    assert context["path"] == "/dev/v1/videos/generations/v_123"
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+    assert context["requestId"]
+
+
+def test_api_front_passes_post_bodies_and_round_trips_the_response(
+    front: tuple[ApiFront, list[dict[str, Any]]],
+) -> None:
+    api, seen = front
+    body = {"model": "video-default", "prompt": "a red fox running through snow"}
+
+    response = httpx.post(f"{api.url}/v1/videos/generations", json=body, headers={"Idempotency-Key": "k1"})
+
+    assert response.status_code == 202
+    assert json.loads(response.json()["echo"]) == body
+    event = seen[-1]
+    assert event["pathParameters"] is None
+    assert event["queryStringParameters"] is None
+    assert event["headers"]["Idempotency-Key"] == "k1"
+    assert event["headers"]["Content-Type"] == "application/json"
+
+
+def test_api_front_base64_encodes_binary_bodies_both_ways(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
+    api, seen = front
+
+    response = httpx.request("GET", f"{api.url}/v1/videos/generations/binary", content=b"\xff\xfe")
+
+    assert response.content == b"\x00\xff"
+    assert seen[-1]["isBase64Encoded"] is True
+    assert base64.b64decode(seen[-1]["body"]) == b"\xff\xfe"
+
+
+def test_api_front_answers_unknown_routes_with_the_error_envelope(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
+    api, seen = front
+
+    for response in (httpx.get(f"{api.url}/v2/nothing"), httpx.delete(f"{api.url}/v1/videos/generations/v_1")):
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert response.json()["error"]["code"] == "not_found"
+    assert seen == []
+
+
+def test_api_front_hides_handler_crashes_behind_a_500_envelope(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
+    api, _ = front
+
+    response = httpx.get(f"{api.url}/v1/videos/generations/crash")
+
+    assert response.status_code == 500
+    assert response.json() == {"error": {"message": "internal error", "type": "api_error", "code": "internal_error"}}
+    assert "secret internals" not in response.text
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def test_runner_serves_the_api_prints_events_and_stops_on_sigint(tmp_path: Path) -> None:
+    from bridge_local.simulator import RouterOneSimulator
+
+    key = "sk-test-never-printed-4242"
+    with RouterOneSimulator(api_key=key, queue_s=0, run_s=1) as sim:
+        env = {
+            **os.environ,
+            "ROUTER_ONE_BASE_URL": sim.url,
+            "ROUTER_ONE_API_KEY": key,
+            "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'layers' / 'bridge'}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
+            env.pop(name, None)
+        out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+        with out_path.open("w") as out, err_path.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bridge_local.run", "--port", "0"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
+            try:
+                api_url = _wait_for_line(out_path, "API: ", proc, timeout=60).split("API: ", 1)[1].strip()
+                submitted = httpx.post(
+                    f"{api_url}/v1/videos/generations",
+                    json={"model": "video-default", "prompt": "a red fox running through snow"},
+                    timeout=30,
+                )
+                assert submitted.status_code == 202, submitted.text
+                _wait_for_line(out_path, "── SNS", proc, timeout=60)
+                _wait_for_line(out_path, "── EventBridge", proc, timeout=30)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                returncode = proc.wait(timeout=30)
+
+    output = out_path.read_text() + err_path.read_text()
+    assert returncode == 0, output
+    assert "curl -s -X POST" in output
+    assert "video.generation.completed" in output
+    assert key not in output
+
+
+def _wait_for_line(path: Path, marker: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in path.read_text().splitlines():
+            if marker in line:
+                return line
+        if proc.poll() is not None:
+            raise AssertionError(f"runner exited early ({proc.returncode})")
+        time.sleep(0.2)
+    raise AssertionError(f"no {marker!r} within {timeout}s: {path.read_text()}")
