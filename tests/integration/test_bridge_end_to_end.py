@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,7 +229,7 @@ def test_lambda_invokes_are_routed_to_the_real_poll_handler(bridge: LocalBridge)
     lam = bridge.aws.client("lambda")
     poll_name = bridge.stack.function_names["PollFunction"]
     task_id = submitted_task(bridge, run_s=60)
-    payload = json.loads(open("events/poll.json").read())
+    payload = json.loads((Path(__file__).resolve().parents[2] / "events" / "poll.json").read_text())
     payload.update(
         task_id=task_id, deadline_at=4_102_444_800, submitted_at="2026-11-24T20:00:00.000Z", polls_in_execution=0
     )
