@@ -1,0 +1,50 @@
+"""The SAM template and the state machine definition agree with each other and lint clean."""
+
+import json
+import re
+from pathlib import Path
+
+from cfnlint.api import lint_all
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+
+def template() -> dict:
+    parsed, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    return parsed
+
+
+def test_template_passes_cfn_lint_including_the_sam_transform() -> None:
+    findings = lint_all(TEMPLATE.read_text())
+    # Errors and warnings only; informational suggestions are not failures (as on the CLI).
+    assert [str(f) for f in findings if f.rule.id[0] in "EW"] == []
+
+
+def test_every_definition_substitution_is_used_and_every_placeholder_is_provided() -> None:
+    machine = template()["Resources"]["JobStateMachine"]["Properties"]
+    definition = (ROOT / machine["DefinitionUri"]).read_text()
+    placeholders = set(re.findall(r"\$\{(\w+)\}", definition))
+    assert placeholders == set(machine["DefinitionSubstitutions"])
+    json.loads(definition)  # valid JSON as written
+
+
+def test_wait_state_reads_the_poll_result_and_transient_errors_are_retried_by_name() -> None:
+    states = json.loads((ROOT / "statemachine" / "job_tracker.asl.json").read_text())["States"]
+    assert states["WaitBeforePoll"]["SecondsPath"] == "$.next_wait_s"
+    retried = [name for rule in states["PollUpstream"]["Retry"] for name in rule["ErrorEquals"]]
+    assert "UpstreamTransientError" in retried
+
+
+def test_functions_use_python_311_with_the_powertools_and_domain_layers() -> None:
+    globals_ = template()["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.11"
+    layers = json.dumps(globals_["Layers"])
+    assert "AWSLambdaPowertoolsPythonV3" in layers and "BridgeLayer" in layers
+
+
+def test_no_policy_grants_wildcard_actions() -> None:
+    text = json.dumps(template()["Resources"])
+    assert '"Action": "*"' not in text and ':*"' not in re.sub(r"arn:[^\"]*", "", text)
