@@ -278,3 +278,22 @@ def _all_executions(bridge: LocalBridge) -> list[dict[str, Any]]:
 
 def _row_count(bridge: LocalBridge) -> int:
     return bridge.aws.client("dynamodb").scan(TableName=bridge.stack.table_name, Select="COUNT")["Count"]
+
+
+def test_a_failed_job_write_after_upstream_accepted_is_a_503_naming_the_task(bridge: LocalBridge) -> None:
+    from bridge import clients, settings
+
+    original = os.environ["JOBS_TABLE_NAME"]
+    os.environ["JOBS_TABLE_NAME"] = "no-such-table"
+    settings.get_settings.cache_clear()
+    clients.reset()
+    try:
+        response = bridge.submit()
+    finally:
+        os.environ["JOBS_TABLE_NAME"] = original
+        settings.get_settings.cache_clear()
+        clients.reset()
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "tracking_unavailable"
+    assert "v_" in error["message"]

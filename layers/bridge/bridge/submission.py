@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge import jobs
 from bridge.clients import stepfunctions
@@ -23,15 +23,24 @@ def submit(request: GenerationRequest) -> SubmitAccepted:
     accepted = router_one().submit(request.upstream_body())
     now = utcnow()
     logger.append_keys(task_id=accepted.task_id)
-    job = jobs.create_job(
-        task_id=accepted.task_id,
-        model=request.model,
-        request=request.upstream_body(),
-        now=now,
-        deadline_at=int(now.timestamp()) + settings.job_deadline_seconds,
-        retention_days=settings.job_retention_days,
-    )
-    start_tracking(job)
+    try:
+        job = jobs.create_job(
+            task_id=accepted.task_id,
+            model=request.model,
+            request=request.upstream_body(),
+            now=now,
+            deadline_at=int(now.timestamp()) + settings.job_deadline_seconds,
+            retention_days=settings.job_retention_days,
+        )
+        start_tracking(job)
+    except (ClientError, BotoCoreError):
+        # Router One already has (and bills) the task: say which one, so it is not lost to the client.
+        logger.exception("accepted upstream but not tracked")
+        raise ServiceUnavailable(
+            f"Router One accepted task {accepted.task_id} but the bridge could not start tracking it; "
+            "do not resubmit, poll Router One for this task_id",
+            code="tracking_unavailable",
+        ) from None
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     return SubmitAccepted(task_id=accepted.task_id, status="pending")
 
