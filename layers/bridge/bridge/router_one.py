@@ -60,14 +60,18 @@ class RouterOneClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
 
+    def _send(self, method: str, url: str, failure: type[Exception], **kwargs: Any) -> httpx.Response:
+        """One request; a timeout or network failure becomes `failure`, the caller's domain error."""
+        try:
+            return self._http.request(method, url, headers=self._headers(), **kwargs)
+        except httpx.TimeoutException:
+            raise failure(f"Router One did not answer the {method} in time") from None
+        except httpx.HTTPError as exc:
+            raise failure(f"Router One could not be reached ({type(exc).__name__})") from None
+
     def submit(self, body: dict[str, Any]) -> SubmitAccepted:
         """POST a job. Upstream errors pass through as they came; no retry, a retry could pay twice."""
-        try:
-            response = self._http.post(f"{self._base_url}{GENERATIONS_PATH}", json=body, headers=self._headers())
-        except httpx.TimeoutException:
-            raise UpstreamUnavailable("Router One did not answer the submit in time") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"Router One could not be reached ({type(exc).__name__})") from None
+        response = self._send("POST", f"{self._base_url}{GENERATIONS_PATH}", UpstreamUnavailable, json=body)
         if response.is_success:
             try:
                 return SubmitAccepted.model_validate(response.json())
@@ -81,12 +85,7 @@ class RouterOneClient:
     def status(self, task_id: str) -> UpstreamStatus:
         """GET one task. Raises UpstreamTransientError (retry) or UpstreamPermanentError (give up)."""
         url = f"{self._base_url}{GENERATIONS_PATH}/{quote(task_id, safe='')}"
-        try:
-            response = self._http.get(url, headers=self._headers())
-        except httpx.TimeoutException:
-            raise UpstreamTransientError("Router One status request timed out") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamTransientError(f"Router One could not be reached ({type(exc).__name__})") from None
+        response = self._send("GET", url, UpstreamTransientError)
         if response.is_success:
             try:
                 return UpstreamStatus.model_validate(response.json())

@@ -27,7 +27,7 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
     except (UpstreamTransientError, BridgeError) as exc:
         # A missing key (BridgeError) may be fixed by an operator: retry like an outage.
         if past_deadline:
-            return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(state, str(exc)))
+            return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(str(exc)))
         metrics.add_metric(name="UpstreamTransientErrors", unit="Count", value=1)
         logger.warning("transient poll failure", extra={"task_id": state.task_id, "reason": str(exc)})
         raise UpstreamTransientError(str(exc)) from None
@@ -40,7 +40,7 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
     if seen.status == JobStatus.FAILED:
         return _finish(state, JobStatus.FAILED, now, error=_upstream_failure(seen))
     if past_deadline:
-        return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(state, f"still {seen.status}"))
+        return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(f"still {seen.status}"))
     return _keep_polling(state, seen, now)
 
 
@@ -126,7 +126,7 @@ def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:
     return {"message": reason, "type": "generation_error", "code": "generation_failed"}
 
 
-def _deadline_error(state: LoopState, last_seen: str) -> dict[str, Any]:
+def _deadline_error(last_seen: str) -> dict[str, Any]:
     return {
         "message": f"no outcome before the deadline ({last_seen})",
         "type": "bridge_error",
