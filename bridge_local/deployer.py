@@ -11,9 +11,11 @@ import importlib.util
 import json
 import os
 import re
+import secrets
+import string
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ _ORDER = [
     "AWS::SNS::Topic",
     "AWS::Events::EventBus",
     "AWS::SecretsManager::Secret",
+    "AWS::SQS::Queue",
     "AWS::Serverless::Function",
     "AWS::Serverless::StateMachine",
     "AWS::Serverless::Api",
@@ -44,6 +47,18 @@ _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
 
 class DeployError(RuntimeError):
     """The template uses something this local deployer does not know how to create."""
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """A function's SQS event (what Lambda's event source mapping does on AWS; run by sqs_poller)."""
+
+    function_logical_id: str
+    function_name: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    report_batch_item_failures: bool
 
 
 @dataclass
@@ -59,6 +74,8 @@ class DeployedStack:
     handlers: dict[str, Handler]  # logical id → imported handler
     api_routes: list[ApiRoute]
     api_function: str | None  # logical id of the function behind the Api events
+    event_sources: list[SqsEventSource] = field(default_factory=list)
+    queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → queue URL
     table_name: str = ""
     topic_arn: str = ""
     event_bus_name: str = ""
@@ -150,6 +167,19 @@ def _as_env_string(value: Any) -> str:
     return str(value)
 
 
+def _generated_secret(spec: Mapping[str, Any]) -> str:
+    """What Secrets Manager's GenerateSecretString would make (the subset the template uses)."""
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    if "GenerateStringKey" not in spec:
+        return value
+    document = json.loads(spec.get("SecretStringTemplate") or "{}")
+    document[spec["GenerateStringKey"]] = value
+    return json.dumps(document)
+
+
 def load_template(path: Path) -> dict[str, Any]:
     template, matches = decode_str(path.read_text(encoding="utf-8"))
     if template is None:
@@ -217,6 +247,9 @@ class _Deployer:
         self.handlers: dict[str, Handler] = {}
         self.routes: list[ApiRoute] = []
         self.api_function: str | None = None
+        self.event_sources: list[SqsEventSource] = []
+        self.queue_urls: dict[str, str] = {}  # logical id → URL
+        self.queue_arns: dict[str, str] = {}  # ARN → URL
 
     def physical_name(self, logical_id: str) -> str:
         return f"{self.stack_name}-{logical_id}"
@@ -304,12 +337,46 @@ class _Deployer:
     def secret(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
         name = p.get("Name") or self.physical_name(logical_id)
-        kwargs: dict[str, Any] = {"Name": name, "SecretString": p.get("SecretString", "")}
+        value = p.get("SecretString", "")
+        if "GenerateSecretString" in p:
+            value = _generated_secret(p["GenerateSecretString"])
+        kwargs: dict[str, Any] = {"Name": name, "SecretString": value}
         if "Description" in p:
             kwargs["Description"] = p["Description"]
         arn = self.aws.client("secretsmanager").create_secret(**kwargs)["ARN"]
         self.r.refs[logical_id] = arn
         self.r.attrs[logical_id] = {"Id": arn}
+
+    def queue(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p.get("QueueName") or self.physical_name(logical_id)
+        attributes: dict[str, str] = {}
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+            if key in p:
+                attributes[key] = str(p[key])
+        if "RedrivePolicy" in p:
+            attributes["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
+        sqs = self.aws.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_urls[logical_id] = url
+        self.queue_arns[arn] = url
+        self.r.refs[logical_id] = url
+        self.r.attrs[logical_id] = {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def queues(self, resources: Mapping[str, Any]) -> None:
+        # A queue may name its dead-letter queue by GetAtt: create those it refers to first.
+        pending = [lid for lid, res in resources.items() if res["Type"] == "AWS::SQS::Queue"]
+        while pending:
+            deferred = []
+            for logical_id in pending:
+                try:
+                    self.queue(logical_id, resources[logical_id].get("Properties") or {})
+                except DeployError:
+                    deferred.append(logical_id)
+            if len(deferred) == len(pending):
+                raise DeployError(f"queues refer to something that is never created: {deferred}")
+            pending = deferred
 
     def function_environment(self, props: Mapping[str, Any]) -> dict[str, str]:
         merged: dict[str, Any] = {}
@@ -338,6 +405,9 @@ class _Deployer:
         self.function_envs[logical_id] = env
         self.r.refs[logical_id] = name
         for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                self.sqs_event(logical_id, name, event.get("Properties") or {})
+                continue
             if event.get("Type") != "Api":
                 continue
             ep = event.get("Properties") or {}
@@ -345,6 +415,21 @@ class _Deployer:
             if self.api_function not in (None, logical_id):
                 raise DeployError("more than one function has Api events; api_front serves one handler")
             self.api_function = logical_id
+
+    def sqs_event(self, logical_id: str, function_name: str, props: Mapping[str, Any]) -> None:
+        arn = str(self.r.resolve(props["Queue"]))
+        if arn not in self.queue_arns:
+            raise DeployError(f"{logical_id}: SQS event on a queue this template does not create ({arn})")
+        self.event_sources.append(
+            SqsEventSource(
+                function_logical_id=logical_id,
+                function_name=function_name,
+                queue_url=self.queue_arns[arn],
+                queue_arn=arn,
+                batch_size=int(self.r.resolve(props.get("BatchSize", 10))),
+                report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+            )
+        )
 
     def register_handlers(self) -> None:
         resources = self.template["Resources"]
@@ -406,6 +491,9 @@ class _Deployer:
         for kind in _ORDER:
             if kind in _SKIPPED:
                 continue
+            if kind == "AWS::SQS::Queue":
+                self.queues(resources)
+                continue
             for logical_id, res in resources.items():
                 if res["Type"] == kind:
                     creators[kind](logical_id, res.get("Properties") or {})
@@ -453,6 +541,8 @@ class _Deployer:
             handlers=self.handlers,
             api_routes=self.routes,
             api_function=self.api_function,
+            event_sources=self.event_sources,
+            queue_urls=self.queue_urls,
             table_name=first("AWS::DynamoDB::Table"),
             topic_arn=first("AWS::SNS::Topic"),
             event_bus_name=first("AWS::Events::EventBus"),

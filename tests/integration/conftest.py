@@ -19,13 +19,18 @@ import pytest
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DeployedStack, deploy
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
+from bridge_local.sqs_poller import start_pollers
 from bridge_local.tail import EventTail
 from bridge_local.testing import environ_restored
 
 ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
 # Small enough that jobs of a few polls roll over to a new execution: the continuation is exercised.
 MAX_POLLS_PER_EXECUTION = 3
+# Webhook retries in seconds instead of hours: the schedule is configuration, as in a deployment.
+WEBHOOK_RETRY_SCHEDULE = "1,1,2"
+WEBHOOK_TIMEOUT_SECONDS = "2"
 
 
 @dataclass
@@ -71,6 +76,8 @@ class LocalBridge:
     simulator: RouterOneSimulator
     api: httpx.Client
     events: EventLog
+    receiver: WebhookReceiver
+    signing_secret: str
 
     def submit(self, body: dict[str, Any] | None = None, **sim: Any) -> httpx.Response:
         """POST a job through the HTTP front; `sim` scripts the simulated job (run_s, outcome, …)."""
@@ -79,6 +86,16 @@ class LocalBridge:
         return self.api.post(
             "/v1/videos/generations", json=body or {"model": "video-default", "prompt": "a fox in snow"}
         )
+
+    def delivery_rows(self, task_id: str) -> list[dict[str, Any]]:
+        return self.api.get(f"/v1/videos/generations/{task_id}/webhooks").json()["deliveries"]
+
+    def wait_for_delivery_status(self, task_id: str, status: str, timeout: float = 40.0) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            rows = [row for row in self.delivery_rows(task_id) if row["status"] == status]
+            return rows[0] if rows else None
+
+        return self.wait_until(reached, timeout, f"a delivery of {task_id} {status}")
 
     def job_row(self, task_id: str) -> dict[str, Any] | None:
         return (
@@ -122,12 +139,31 @@ def bridge() -> Iterator[LocalBridge]:
         aws = EmbeddedAws().start()
         cleanup.callback(aws.stop)
         stack = deploy(
-            aws, parameters={"RouterOneBaseUrl": simulator.url, "PollIntervalSeconds": "3", "LogLevel": "WARNING"}
+            aws,
+            parameters={
+                "RouterOneBaseUrl": simulator.url,
+                "PollIntervalSeconds": "3",
+                "LogLevel": "WARNING",
+                "WebhookRetrySchedule": WEBHOOK_RETRY_SCHEDULE,
+                "WebhookTimeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+                "WebhookProgressIntervalSeconds": "5",
+                # The receiver listens on loopback; the SSRF tests turn this off again.
+                "WebhookAllowLoopback": "true",
+            },
         )
         aws.client("secretsmanager").put_secret_value(
             SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": ROUTER_ONE_KEY})
         )
+        signing = json.loads(
+            aws.client("secretsmanager").get_secret_value(SecretId=stack.resources["WebhookSigningSecret"])[
+                "SecretString"
+            ]
+        )
         _forget_cached_clients()
+        receiver = WebhookReceiver([signing["current"]]).start()
+        cleanup.callback(receiver.stop)
+        for poller in start_pollers(stack.event_sources, stack.region):
+            cleanup.callback(poller.stop)
         events = EventLog()
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
         cleanup.callback(tail.stop)
@@ -135,7 +171,15 @@ def bridge() -> Iterator[LocalBridge]:
         cleanup.callback(front.stop)
         api = httpx.Client(base_url=front.url, timeout=30)
         cleanup.callback(api.close)
-        yield LocalBridge(aws=aws, stack=stack, simulator=simulator, api=api, events=events)
+        yield LocalBridge(
+            aws=aws,
+            stack=stack,
+            simulator=simulator,
+            api=api,
+            events=events,
+            receiver=receiver,
+            signing_secret=signing["current"],
+        )
     _forget_cached_clients()
 
 

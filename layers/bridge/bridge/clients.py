@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import httpx
 
-from bridge.settings import get_settings
+from bridge.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table  # pragma: no cover
@@ -20,8 +20,21 @@ def jobs_table() -> Table:
 
 
 @lru_cache(maxsize=1)
+def deliveries_table() -> Table:
+    name = get_settings().webhook_deliveries_table_name
+    if not name:
+        raise SettingsError("WEBHOOK_DELIVERIES_TABLE_NAME is not set")
+    return boto3.resource("dynamodb").Table(name)
+
+
+@lru_cache(maxsize=1)
 def stepfunctions() -> Any:
     return boto3.client("stepfunctions")
+
+
+@lru_cache(maxsize=1)
+def sqs() -> Any:
+    return boto3.client("sqs")
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +44,13 @@ def http_client() -> httpx.Client:
     return httpx.Client(timeout=timeout, follow_redirects=False)
 
 
+@lru_cache(maxsize=1)
+def webhook_http_client() -> httpx.Client:
+    # trust_env off: a proxy from the environment would resolve the host itself and undo the pinning.
+    return httpx.Client(follow_redirects=False, trust_env=False, timeout=get_settings().webhook_timeout_seconds)
+
+
 def reset() -> None:
     """Forget every cached client (tests point them at a fresh emulator)."""
-    for factory in (jobs_table, stepfunctions, http_client):
+    for factory in (jobs_table, deliveries_table, stepfunctions, sqs, http_client, webhook_http_client):
         factory.cache_clear()

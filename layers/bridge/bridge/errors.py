@@ -47,6 +47,12 @@ class TaskNotFound(BridgeError):
     code = "task_not_found"
 
 
+class Conflict(BridgeError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class UpstreamRejected(BridgeError):
     """Router One answered with an error envelope; passed through with its status."""
 

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from bridge import jobs
+from bridge import jobs, webhooks
 from bridge.errors import BridgeError, InvalidRequest, internal_error_envelope
 from bridge.models import GenerationRequest
 from bridge.observability import logger
@@ -29,6 +29,16 @@ def submit_generation(request: GenerationRequest) -> Response[dict[str, Any]]:
 @app.get("/v1/videos/generations/<task_id>")
 def get_generation(task_id: str) -> Response[dict[str, Any]]:
     return _json(200, jobs.public_view(jobs.get_job(task_id)))
+
+
+@app.get("/v1/videos/generations/<task_id>/webhooks")
+def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
+    return _json(200, webhooks.deliveries_of(task_id))
+
+
+@app.post("/v1/videos/generations/<task_id>/webhooks/<event_id>/redeliver")
+def redeliver_webhook(task_id: str, event_id: str) -> Response[dict[str, Any]]:
+    return _json(202, webhooks.redeliver(task_id, event_id))
 
 
 @app.exception_handler(RequestValidationError)

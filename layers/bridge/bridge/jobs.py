@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
 from bridge.clients import jobs_table
+from bridge.dynamo import is_conditional_failure, plain, storable
 from bridge.errors import TaskNotFound
 from bridge.models import JobStatus
 from bridge.timeutil import iso
@@ -29,27 +29,11 @@ PUBLIC_FIELDS = (
     "finished_at",
     "last_polled_at",
     "poll_count",
+    "metadata",
+    "callback_url",
+    "webhook_events_filter",
+    "webhook_dead_letters",
 )
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; give JSON-ready ints and floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _storable(value: Any) -> Any:
-    """DynamoDB refuses floats; round-trip through JSON with Decimal."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
 
 
 def create_job(
@@ -60,44 +44,58 @@ def create_job(
     now: datetime,
     deadline_at: int,
     retention_days: int,
+    callback_url: str | None = None,
+    webhook_events: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record a newly accepted job; a second create of the same task returns the first row."""
-    item = {
+    item: dict[str, Any] = {
         "task_id": task_id,
         "status": JobStatus.PENDING.value,
         "model": model,
-        "request": _storable(request),
+        "request": storable(request),
         "created_at": iso(now),
         "updated_at": iso(now),
         "deadline_at": deadline_at,
         "poll_count": 0,
         "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
     }
+    if metadata is not None:
+        item["metadata"] = storable(metadata)
+    if callback_url:
+        item["callback_url"] = callback_url
+        item["webhook_events_filter"] = webhook_events or []
     try:
         jobs_table().put_item(Item=item, ConditionExpression=Attr("task_id").not_exists())
     except ClientError as exc:
-        if not _is_conditional_failure(exc):
+        if not is_conditional_failure(exc):
             raise
         return get_job(task_id)
-    return _plain(item)
+    return plain(item)
 
 
 def get_job(task_id: str) -> dict[str, Any]:
     item = jobs_table().get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
     if item is None:
         raise TaskNotFound(f"no video generation with task_id '{task_id}'")
-    return _plain(item)
+    return plain(item)
 
 
 def public_view(job: dict[str, Any]) -> dict[str, Any]:
     return {field: job.get(field) for field in PUBLIC_FIELDS}
 
 
-def record_progress(task_id: str, *, status: str, progress: int | None, upstream_status: str, now: datetime) -> None:
-    """Store what the latest poll saw, unless the job already reached its end."""
+def record_progress(
+    task_id: str, *, status: str, progress: int | None, upstream_status: str, now: datetime
+) -> dict[str, Any] | None:
+    """Store what the latest poll saw, unless the job already reached its end.
+
+    Returns the row as it was before this write (webhook decisions compare old and new),
+    or None when the job had already ended.
+    """
     stamp = iso(now)
     try:
-        jobs_table().update_item(
+        previous = jobs_table().update_item(
             Key={"task_id": task_id},
             UpdateExpression=(
                 "SET #status = :status, progress = :progress, upstream_status = :upstream, "
@@ -112,9 +110,51 @@ def record_progress(task_id: str, *, status: str, progress: int | None, upstream
                 ":now": stamp,
                 ":one": 1,
             },
+            ReturnValues="ALL_OLD",
         )
     except ClientError as exc:
-        if not _is_conditional_failure(exc):
+        if not is_conditional_failure(exc):
+            raise
+        return None
+    return plain(previous.get("Attributes") or {})
+
+
+def claim_progress_notification(task_id: str, *, progress: int, now: datetime, min_interval_s: int) -> bool:
+    """Throttle progress webhooks: True for at most one caller per interval, and only for a new value."""
+    try:
+        jobs_table().update_item(
+            Key={"task_id": task_id},
+            UpdateExpression="SET progress_notified_at = :now, progress_notified = :progress",
+            ConditionExpression=(
+                "attribute_exists(task_id) AND (attribute_not_exists(progress_notified_at) OR "
+                "(progress_notified_at <= :cutoff AND progress_notified <> :progress))"
+            ),
+            ExpressionAttributeValues={
+                ":now": int(now.timestamp()),
+                ":cutoff": int(now.timestamp()) - min_interval_s,
+                ":progress": progress,
+            },
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        return False
+    return True
+
+
+def note_webhook_dead_letter(task_id: str, event_id: str) -> None:
+    """Say on the job itself that one of its webhooks could not be delivered (once per event)."""
+    try:
+        jobs_table().update_item(
+            Key={"task_id": task_id},
+            UpdateExpression=(
+                "SET webhook_dead_letters = list_append(if_not_exists(webhook_dead_letters, :empty), :ids)"
+            ),
+            ConditionExpression="attribute_exists(task_id) AND NOT contains(webhook_dead_letters, :id)",
+            ExpressionAttributeValues={":empty": [], ":ids": [event_id], ":id": event_id},
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
             raise
 
 
@@ -129,7 +169,7 @@ def record_outcome(
     """
     owner = execution_id or "unknown"
     names = {f"#{name}": name for name in fields}
-    values = {f":{name}": _storable(value) for name, value in fields.items()}
+    values = {f":{name}": storable(value) for name, value in fields.items()}
     assignments = ", ".join(f"#{name} = :{name}" for name in fields)
     try:
         jobs_table().update_item(
@@ -145,7 +185,7 @@ def record_outcome(
             },
         )
     except ClientError as exc:
-        if not _is_conditional_failure(exc):
+        if not is_conditional_failure(exc):
             raise
         stored = get_job(task_id)
         if stored.get("finalized_by") == owner and stored.get("event"):

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+
+MAX_METADATA_BYTES = 2048
+MAX_CALLBACK_URL_LENGTH = 2048
+
+
+def _small_object(value: dict[str, Any]) -> dict[str, Any]:
+    # Echoed in every event: keep it small enough for SNS attributes, rows and webhook bodies.
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    return value
 
 
 def _http_uri(value: str) -> str:
@@ -17,6 +28,23 @@ def _http_uri(value: str) -> str:
 
 
 HttpUri = Annotated[str, AfterValidator(_http_uri)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_object)]
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook receiver can ask for; the event types are `video.generation.<name>`."""
+
+    STARTED = "started"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELED = "canceled"
+
+
+DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.TIMED_OUT, WebhookEvent.CANCELED)
+# Fields the bridge keeps for itself; Router One never sees them.
+BRIDGE_FIELDS = frozenset({"callback_url", "webhook_events_filter", "metadata"})
 
 
 class GenerationRequest(BaseModel):
@@ -35,9 +63,28 @@ class GenerationRequest(BaseModel):
     image_urls: list[HttpUri] | None = Field(default=None, max_length=3, description="Up to 3 reference images")
     input_reference: str | None = None
 
+    # The bridge's own extras: where to push events, which ones, and what to echo back.
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description="https URL that receives signed webhook POSTs for this job",
+    )
+    # Strict mode would want enum instances; event names arrive as JSON strings.
+    webhook_events_filter: list[Annotated[WebhookEvent, Strict(False)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Events to send: completed, failed, timed_out, canceled by default; started, progress on request",
+    )
+    metadata: Metadata | None = Field(default=None, description="Small JSON object echoed in every event")
+
     def upstream_body(self) -> dict[str, Any]:
-        """What goes to Router One: the fields the client set, nothing the bridge adds."""
-        return self.model_dump(exclude_none=True)
+        """What goes to Router One: the fields the client set, none of the bridge's extras."""
+        return self.model_dump(exclude_none=True, exclude=set(BRIDGE_FIELDS))
+
+    def webhook_events(self) -> list[str]:
+        chosen = self.webhook_events_filter or list(DEFAULT_WEBHOOK_EVENTS)
+        return [event.value for event in dict.fromkeys(chosen)]
 
 
 class JobStatus(StrEnum):
@@ -95,3 +142,5 @@ class LoopStep(LoopState):
     next_execution_name: str | None = None
     event: dict[str, Any] | None = None
     detail_type: str | None = None
+    # A webhook delivery for the state machine to queue (its SQS message body).
+    webhook: dict[str, Any] | None = None

@@ -27,8 +27,14 @@ DETAIL_TYPES = {
 _EVENT_NAMESPACE = uuid.UUID("6f1c2d0e-4b7a-4d4e-9a51-3c2f8e1b7d90")
 
 
-def event_id(task_id: str, status: JobStatus) -> str:
-    return f"evt_{uuid.uuid5(_EVENT_NAMESPACE, f'{task_id}/{status.value}').hex}"
+def event_id(task_id: str, status: JobStatus | str) -> str:
+    key = status.value if isinstance(status, JobStatus) else status
+    return f"evt_{uuid.uuid5(_EVENT_NAMESPACE, f'{task_id}/{key}').hex}"
+
+
+def event_kind(event: dict[str, Any]) -> str:
+    """`video.generation.completed` → `completed`: the name webhook filters use."""
+    return str(event.get("type", "")).rpartition(".")[2]
 
 
 def build_outcome_event(
@@ -62,6 +68,44 @@ def build_outcome_event(
                 "finished_at": iso(finished_at),
                 "elapsed_s": round(max(elapsed, 0.0), 3),
             },
+            "progress": 100 if status == JobStatus.COMPLETED else None,
+            "poll_count": poll_count,
+            "metadata": metadata or {},
+        },
+    }
+
+
+def build_running_event(
+    *,
+    kind: str,
+    task_id: str,
+    status: str,
+    model: str,
+    submitted_at: str,
+    now: datetime,
+    progress: int | None,
+    poll_count: int,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `started` or `progress` event (webhooks only), in the same envelope as an outcome.
+
+    Ids are stable per task and per progress value, so a retried poll yields the same id.
+    """
+    key = "started" if kind == "started" else f"progress/{progress}"
+    elapsed = (now - parse_iso(submitted_at)).total_seconds()
+    return {
+        "id": event_id(task_id, key),
+        "type": f"video.generation.{kind}",
+        "time": iso(now),
+        "data": {
+            "task_id": task_id,
+            "status": status,
+            "model": model,
+            "url": None,
+            "url_expires_at": None,
+            "error": None,
+            "timings": {"submitted_at": submitted_at, "finished_at": None, "elapsed_s": round(max(elapsed, 0.0), 3)},
+            "progress": progress,
             "poll_count": poll_count,
             "metadata": metadata or {},
         },

@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 # Router One asks clients never to poll a task more often than this.
 MIN_POLL_INTERVAL_S = 3
+# Retry delays (seconds) after each failed webhook attempt: 10 retries over about 27.7 hours.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200)
 
 
 class SettingsError(RuntimeError):
@@ -31,12 +33,46 @@ class Settings(BaseModel):
     # Router One says its video links usually live about 24 hours.
     video_url_ttl_seconds: int = Field(default=86_400, ge=0)
 
+    # Webhooks: where deliveries are logged and queued, how they are signed and retried.
+    webhook_deliveries_table_name: str | None = None
+    webhook_queue_url: str | None = None
+    webhook_dead_letter_queue_url: str | None = None
+    webhook_signing_secret: str | None = None
+    webhook_retry_schedule: tuple[int, ...] = Field(default=DEFAULT_WEBHOOK_RETRY_SCHEDULE, min_length=1)
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=30)
+    webhook_max_retry_after_seconds: int = Field(default=21_600, ge=0)
+    webhook_progress_interval_seconds: int = Field(default=30, ge=1)
+    # Loopback and plain http callbacks: for the local run and tests only, never in a deployed stack.
+    webhook_allow_loopback: bool = False
+
     @field_validator("router_one_base_url")
     @classmethod
     def _http_base_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule_from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
+            except ValueError:
+                raise ValueError("must be comma-separated whole seconds, e.g. 5,30,120") from None
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _sane_delays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(delay < 1 or delay > 86_400 for delay in value):
+            raise ValueError("each delay must be between 1 and 86400 seconds")
+        return value
+
+    @property
+    def webhook_max_attempts(self) -> int:
+        return len(self.webhook_retry_schedule) + 1
 
 
 def _from_environment() -> Settings:

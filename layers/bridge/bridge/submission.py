@@ -8,18 +8,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge import jobs
+from bridge.callback_urls import check_callback_url
 from bridge.clients import stepfunctions
-from bridge.errors import ServiceUnavailable
+from bridge.errors import InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
 from bridge.polling import execution_name, next_wait_seconds
-from bridge.settings import get_settings
+from bridge.settings import Settings, get_settings
 from bridge.timeutil import utcnow
 from bridge.upstream import router_one
 
 
 def submit(request: GenerationRequest) -> SubmitAccepted:
     settings = get_settings()
+    check_webhook_fields(request, settings)
     accepted = router_one().submit(request.upstream_body())
     now = utcnow()
     logger.append_keys(task_id=accepted.task_id)
@@ -31,6 +33,9 @@ def submit(request: GenerationRequest) -> SubmitAccepted:
             now=now,
             deadline_at=int(now.timestamp()) + settings.job_deadline_seconds,
             retention_days=settings.job_retention_days,
+            callback_url=request.callback_url,
+            webhook_events=request.webhook_events() if request.callback_url else None,
+            metadata=request.metadata,
         )
         start_tracking(job)
     except (ClientError, BotoCoreError):
@@ -43,6 +48,21 @@ def submit(request: GenerationRequest) -> SubmitAccepted:
         ) from None
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     return SubmitAccepted(task_id=accepted.task_id, status="pending")
+
+
+def check_webhook_fields(request: GenerationRequest, settings: Settings) -> None:
+    """Refuse a bad callback before Router One is asked (and bills) anything."""
+    if request.webhook_events_filter is not None and request.callback_url is None:
+        raise InvalidRequest(
+            "'webhook_events_filter' needs a 'callback_url'", code="missing_required_parameter", param="callback_url"
+        )
+    if request.callback_url is not None:
+        # The SSRF guard; every delivery attempt checks again, since DNS answers can change.
+        check_callback_url(
+            request.callback_url,
+            allow_http=settings.webhook_allow_loopback,
+            allow_loopback=settings.webhook_allow_loopback,
+        )
 
 
 def start_tracking(job: dict[str, Any]) -> str:

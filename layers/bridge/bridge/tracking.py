@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge import jobs
+from bridge import jobs, webhooks
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
 from bridge.observability import logger, metrics
@@ -53,12 +53,20 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         )
         status = JobStatus.PROCESSING
     progress = None if seen.progress is None else max(0, min(100, int(seen.progress)))
-    jobs.record_progress(state.task_id, status=status.value, progress=progress, upstream_status=seen.status, now=now)
+    previous = jobs.record_progress(
+        state.task_id, status=status.value, progress=progress, upstream_status=seen.status, now=now
+    )
+    webhook = webhooks.running_notification(previous, state=state, status=status, progress=progress, now=now)
 
     settings = get_settings()
     polls = state.polls_in_execution + 1
     wait = next_wait_seconds(settings.poll_interval_seconds, seconds_to_deadline=state.deadline_at - now.timestamp())
-    step = state.model_dump() | {"next_wait_s": wait, "polls_in_execution": polls, "status": status.value}
+    step = state.model_dump() | {
+        "next_wait_s": wait,
+        "polls_in_execution": polls,
+        "status": status.value,
+        "webhook": webhook,
+    }
     if should_continue_in_new_execution(polls, settings.max_polls_per_execution):
         generation = state.generation + 1
         step |= {
@@ -113,8 +121,10 @@ def _finish(
         return LoopStep.model_validate(step | {"action": "finish"})
     metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
     published_status = JobStatus(to_publish["data"]["status"])
+    webhook = webhooks.prepare_delivery(job, to_publish, now, requeue_existing=True)
     return LoopStep.model_validate(
-        step | {"action": "publish", "event": to_publish, "detail_type": detail_type(published_status)}
+        step
+        | {"action": "publish", "event": to_publish, "detail_type": detail_type(published_status), "webhook": webhook}
     )
 
 

@@ -1,0 +1,18 @@
+"""SQS consumer: one signed webhook attempt per message; failures come back as batch item failures."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from bridge.observability import logger, metrics, tracer
+from bridge.webhooks import deliver_record
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)

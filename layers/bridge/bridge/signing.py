@@ -1,0 +1,62 @@
+"""Standard Webhooks signatures with the stack's signing secret (Secrets Manager).
+
+The secret holds {"current": "whsec_…", "previous": "whsec_…"}. During a rotation both are
+set and every delivery carries two signatures, so receivers can switch secrets at their pace.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from datetime import datetime
+
+from aws_lambda_powertools.utilities import parameters
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
+
+from bridge.errors import ServiceUnavailable
+from bridge.settings import get_settings
+
+SIGNATURE_VERSION = "v1"
+
+
+def signing_keys(raw: str) -> list[Webhook]:
+    """Parse the secret's value: the JSON document above, or one bare secret."""
+    try:
+        document = json.loads(raw) if raw.lstrip().startswith("{") else {"current": raw}
+    except json.JSONDecodeError:
+        raise _unusable("is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise _unusable("must be a JSON object")
+    secrets = [str(document.get(name) or "").strip() for name in ("current", "previous")]
+    keys: list[Webhook] = []
+    for secret in filter(None, secrets):
+        try:
+            keys.append(Webhook(secret))
+        except (binascii.Error, ValueError, RuntimeError, EmptyWebhookSecretError):
+            raise _unusable("holds a secret that is not base64 (whsec_…)") from None
+    if not keys:
+        raise _unusable("has no 'current' secret")
+    return keys
+
+
+def current_signing_keys() -> list[Webhook]:
+    settings = get_settings()
+    if not settings.webhook_signing_secret:
+        raise _unusable("is not configured (WEBHOOK_SIGNING_SECRET)")
+    raw = parameters.get_secret(settings.webhook_signing_secret, max_age=settings.secret_max_age_seconds)
+    return signing_keys(raw if isinstance(raw, str) else raw.decode())
+
+
+def signature_headers(keys: list[Webhook], *, message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
+    """The three Standard Webhooks headers; one space-separated signature per active key."""
+    signatures = " ".join(key.sign(message_id, timestamp, body) for key in keys)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def _unusable(problem: str) -> ServiceUnavailable:
+    return ServiceUnavailable(f"the webhook signing secret {problem}", code="webhook_secret_unusable")

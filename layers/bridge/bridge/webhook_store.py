@@ -1,0 +1,137 @@
+"""The webhook delivery log (DynamoDB): one item per job and event, every attempt inside it.
+
+Writes are conditional on the delivery's round and attempt counter, so a duplicate queue
+message or a stale chain from before a redelivery can neither log twice nor fork the retries.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from bridge.clients import deliveries_table
+from bridge.dynamo import is_conditional_failure, plain, storable
+from bridge.timeutil import iso
+
+
+class DeliveryStatus:
+    PENDING = "pending"  # queued, no attempt yet in this round
+    RETRYING = "retrying"  # failed at least once, another attempt is scheduled
+    DELIVERED = "delivered"  # a 2xx answer
+    GONE = "gone"  # the receiver answered 410: no further attempts
+    DEAD_LETTERED = "dead_lettered"  # retries ran out; a copy sits in the dead-letter queue
+
+    FINAL = frozenset({DELIVERED, GONE, DEAD_LETTERED})
+
+
+def create_delivery(
+    *, task_id: str, event: dict[str, Any], callback_url: str, now: datetime, expires_at: int | None
+) -> bool:
+    """Log a new delivery in round 1; False if this job already has one for this event."""
+    item: dict[str, Any] = {
+        "task_id": task_id,
+        "event_id": event["id"],
+        "event_type": event["type"],
+        "event": json.dumps(event, separators=(",", ":")),
+        "callback_url": callback_url,
+        "status": DeliveryStatus.PENDING,
+        "round": 1,
+        "attempt_count": 0,
+        "attempts": [],
+        "created_at": iso(now),
+        "updated_at": iso(now),
+    }
+    if expires_at:
+        item["expires_at"] = expires_at
+    try:
+        deliveries_table().put_item(Item=item, ConditionExpression=Attr("event_id").not_exists())
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        return False
+    return True
+
+
+def get_delivery(task_id: str, event_id: str) -> dict[str, Any] | None:
+    item = deliveries_table().get_item(Key={"task_id": task_id, "event_id": event_id}, ConsistentRead=True).get("Item")
+    return plain(item) if item else None
+
+
+def list_deliveries(task_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"KeyConditionExpression": Key("task_id").eq(task_id), "ConsistentRead": True}
+    while True:
+        page = deliveries_table().query(**query)
+        items.extend(plain(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda item: item.get("created_at", ""))
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def record_attempt(
+    *,
+    task_id: str,
+    event_id: str,
+    round_no: int,
+    attempt: int,
+    entry: dict[str, Any],
+    status: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """Append one attempt and set the delivery's status; False if this attempt was already logged."""
+    try:
+        deliveries_table().update_item(
+            Key={"task_id": task_id, "event_id": event_id},
+            UpdateExpression=(
+                "SET attempts = list_append(attempts, :entry), attempt_count = :attempt, #status = :status, "
+                "next_attempt_at = :next, updated_at = :now"
+            ),
+            ConditionExpression="#round = :round AND attempt_count < :attempt",
+            ExpressionAttributeNames={"#status": "status", "#round": "round"},
+            ExpressionAttributeValues={
+                ":entry": [storable(entry)],
+                ":attempt": attempt,
+                ":status": status,
+                ":next": iso(next_attempt_at) if next_attempt_at else None,
+                ":now": iso(now),
+                ":round": round_no,
+            },
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        return False
+    return True
+
+
+def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) -> int | None:
+    """Begin a redelivery: the next round, from attempt 1. None once `max_rounds` were used."""
+    try:
+        updated = deliveries_table().update_item(
+            Key={"task_id": task_id, "event_id": event_id},
+            UpdateExpression=(
+                "SET #round = #round + :one, attempt_count = :zero, #status = :pending, "
+                "next_attempt_at = :null, updated_at = :now"
+            ),
+            ConditionExpression="attribute_exists(event_id) AND #round < :max",
+            ExpressionAttributeNames={"#round": "round", "#status": "status"},
+            ExpressionAttributeValues={
+                ":one": 1,
+                ":zero": 0,
+                ":pending": DeliveryStatus.PENDING,
+                ":null": None,
+                ":now": iso(now),
+                ":max": max_rounds,
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+        return None
+    return int(updated["Attributes"]["round"])
