@@ -1,8 +1,9 @@
 """Run the whole bridge on this machine: `python -m bridge_local.run`.
 
 Embedded AWS (moto) + the template's resources + an API Gateway look-alike in front of the
-real api handler + (unless given a real one) the Router One simulator; then every outcome
-published to SNS and EventBridge is printed as it arrives. Ctrl-C stops it all.
+real api handler + (unless given a real one) the Router One simulator + a webhook receiver
+that checks signatures; then every outcome published to SNS and EventBridge, and every webhook
+the receiver gets, is printed as it arrives. Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, deploy
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
+from bridge_local.sqs_poller import start_pollers
 from bridge_local.tail import EventTail, format_event
 
 SAMPLE_REQUEST = {"model": "video-default", "prompt": "a red fox running through snow"}
@@ -43,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=int, default=3, help="seconds between polls (min 3)")
     parser.add_argument("--sim-run-s", type=float, default=8.0, help="simulated generation time in seconds")
     parser.add_argument(
+        "--receiver-port",
+        type=int,
+        default=8001,
+        help="port of the built-in webhook receiver (default 8001; -1 to not start it)",
+    )
+    parser.add_argument(
+        "--webhook-retry-schedule",
+        default="2,5,10,30,60",
+        help="seconds between webhook retries (default 2,5,10,30,60; a deployed stack waits hours)",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -53,8 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(api_url: str, upstream: str, stack_name: str) -> str:
+def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None) -> str:
     body = json.dumps(SAMPLE_REQUEST, separators=(",", ":"))
+    webhook_lines = []
+    if receiver_url:
+        hooked = json.dumps(SAMPLE_REQUEST | {"callback_url": f"{receiver_url}/hooks/demo"}, separators=(",", ":"))
+        webhook_lines = [
+            "",
+            f"Webhook receiver (checks every signature): {receiver_url}",
+            "Submit a job whose outcome is also POSTed, signed, to the receiver:",
+            f"  curl -s -X POST {api_url}/v1/videos/generations \\",
+            "    -H 'Content-Type: application/json' \\",
+            f"    -d '{hooked}'",
+            "  (?fail=2 on the callback URL fails twice before accepting; ?status=410 stops the retries)",
+            "List a job's deliveries:",
+            f"  curl -s {api_url}/v1/videos/generations/<task_id>/webhooks",
+        ]
     return "\n".join(
         [
             f"Video bridge running locally ({stack_name}); Router One: {upstream}",
@@ -67,8 +95,9 @@ def _banner(api_url: str, upstream: str, stack_name: str) -> str:
             "",
             "Ask for its status (task_id from the answer above):",
             f"  curl -s {api_url}/v1/videos/generations/<task_id>",
+            *webhook_lines,
             "",
-            "Outcome events (SNS and EventBridge) appear below. Ctrl-C stops everything.",
+            "Outcome events (SNS, EventBridge, webhooks) appear below. Ctrl-C stops everything.",
             "",
         ]
     )
@@ -116,12 +145,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "RouterOneBaseUrl": upstream_url,
                     "PollIntervalSeconds": str(args.poll_interval),
                     "LogLevel": args.log_level,
+                    "WebhookRetrySchedule": args.webhook_retry_schedule,
+                    # The built-in receiver is on loopback over http; a deployed stack refuses both.
+                    "WebhookAllowLoopback": "true",
                 },
                 stack_name=args.stack_name,
             )
             aws.client("secretsmanager").put_secret_value(
                 SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": api_key})
             )
+            for poller in start_pollers(stack.event_sources, stack.region):
+                cleanup.callback(poller.stop)
+            receiver_url = None
+            if args.receiver_port >= 0:
+                signing = aws.client("secretsmanager").get_secret_value(
+                    SecretId=stack.resources["WebhookSigningSecret"]
+                )
+                secret = json.loads(signing["SecretString"])["current"]
+
+                def show_webhook(record: ReceivedWebhook) -> None:
+                    with print_lock:
+                        print(format_delivery(record) + "\n", flush=True)
+
+                receiver = WebhookReceiver([secret], port=args.receiver_port, on_delivery=show_webhook).start()
+                cleanup.callback(receiver.stop)
+                receiver_url = receiver.url
 
             tail = EventTail([stack.sns_queue_url, stack.events_queue_url], show).start()
             cleanup.callback(tail.stop)
@@ -137,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cleanup.callback(front.stop)
 
             with print_lock:
-                print(_banner(front.url, upstream, stack.stack_name), flush=True)
+                print(_banner(front.url, upstream, stack.stack_name, receiver_url), flush=True)
             while not stop.wait(0.5):
                 pass
             with print_lock:

@@ -401,6 +401,10 @@ class _Engine:
             self._next.clear()
             self._config = self._defaults
 
+    def task_count(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
     def record(self, task_id: str, base_url: str) -> dict[str, Any]:
         with self._lock:
             job = self._jobs.get(task_id)
@@ -674,6 +678,10 @@ class RouterOneSimulator:
     def reset(self) -> None:
         """Same as ``POST /_sim/reset``."""
         self._engine.reset()
+
+    def task_count(self) -> int:
+        """How many tasks were accepted since start or the last reset."""
+        return self._engine.task_count()
 
     def task(self, task_id: str) -> dict[str, Any]:
         """Same as ``GET /_sim/tasks/{id}``; raises KeyError for an unknown id."""

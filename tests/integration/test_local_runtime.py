@@ -226,6 +226,20 @@ def test_deployer_creates_every_template_resource(aws: EmbeddedAws, stack: Deplo
     assert aws.client("events").describe_event_bus(Name=stack.event_bus_name)["Name"] == stack.event_bus_name
     secret = aws.client("secretsmanager").get_secret_value(SecretId=stack.secret_arn)
     assert json.loads(secret["SecretString"]) == {"api_key": ""}
+    # Generated like Secrets Manager would: a 48-character key usable as a Standard Webhooks secret.
+    signing = aws.client("secretsmanager").get_secret_value(SecretId=stack.resources["WebhookSigningSecret"])
+    document = json.loads(signing["SecretString"])
+    assert document["previous"] == "" and len(document["current"]) == 48 and document["current"].isalnum()
+    sqs = aws.client("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=stack.queue_urls["WebhookQueue"], AttributeNames=["All"])
+    redrive = json.loads(queue["Attributes"]["RedrivePolicy"])
+    dead_letter = sqs.get_queue_attributes(
+        QueueUrl=stack.queue_urls["WebhookDeadLetterQueue"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert redrive["deadLetterTargetArn"] == dead_letter and int(redrive["maxReceiveCount"]) == 5
+    [source] = stack.event_sources
+    assert source.function_logical_id == "WebhookDeliveryFunction"
+    assert source.queue_url == stack.queue_urls["WebhookQueue"] and source.report_batch_item_failures
     names = {f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]}
     assert set(stack.function_names.values()) <= names
 
@@ -252,6 +266,8 @@ def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:
     assert {(r.method, r.resource) for r in stack.api_routes} == {
         ("POST", "/v1/videos/generations"),
         ("GET", "/v1/videos/generations/{task_id}"),
+        ("GET", "/v1/videos/generations/{task_id}/webhooks"),
+        ("POST", "/v1/videos/generations/{task_id}/webhooks/{event_id}/redeliver"),
     }
 
 
@@ -464,10 +480,39 @@ def test_api_front_hides_handler_crashes_behind_a_500_envelope(front: tuple[ApiF
     assert "secret internals" not in response.text
 
 
+def test_sqs_poller_delivers_batches_and_keeps_only_reported_failures(aws: EmbeddedAws) -> None:
+    from bridge_local.deployer import SqsEventSource
+    from bridge_local.sqs_poller import SqsPoller
+
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName="poller-test", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    batches: list[list[str]] = []
+
+    def consumer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        bodies = [record["body"] for record in event["Records"]]
+        batches.append(bodies)
+        assert all(record["eventSourceARN"] == arn for record in event["Records"])
+        failed = [r["messageId"] for r in event["Records"] if r["body"] == "poison"]
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+    aws.register_function("poller-consumer", consumer)
+    for body in ("one", "two", "poison"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    source = SqsEventSource("Consumer", "poller-consumer", url, arn, batch_size=10, report_batch_item_failures=True)
+    poller = SqsPoller(source, aws.region)
+    session_sqs, session_lambda = aws.client("sqs"), aws.client("lambda")
+    assert poller.poll_once(session_sqs, session_lambda) == 2
+    assert sorted(batches[0]) == ["one", "poison", "two"]
+    time.sleep(1.2)  # the failed message becomes visible again; the others are gone for good
+    poller.poll_once(session_sqs, session_lambda)
+    assert batches[-1] == ["poison"]
+
+
 # --------------------------------------------------------------------------- the runner
 
 
-def test_runner_serves_the_api_prints_events_and_stops_on_sigint(tmp_path: Path) -> None:
+def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tmp_path: Path) -> None:
     from bridge_local.simulator import RouterOneSimulator
 
     key = "sk-test-never-printed-4242"
@@ -484,7 +529,7 @@ def test_runner_serves_the_api_prints_events_and_stops_on_sigint(tmp_path: Path)
         out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
         with out_path.open("w") as out, err_path.open("w") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge_local.run", "--port", "0"],
+                [sys.executable, "-m", "bridge_local.run", "--port", "0", "--receiver-port", "0"],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=out,
@@ -492,14 +537,21 @@ def test_runner_serves_the_api_prints_events_and_stops_on_sigint(tmp_path: Path)
             )
             try:
                 api_url = _wait_for_line(out_path, "API: ", proc, timeout=60).split("API: ", 1)[1].strip()
+                receiver_url = _wait_for_line(out_path, "Webhook receiver", proc, timeout=10).rsplit(" ", 1)[1]
                 submitted = httpx.post(
                     f"{api_url}/v1/videos/generations",
-                    json={"model": "video-default", "prompt": "a red fox running through snow"},
+                    json={
+                        "model": "video-default",
+                        "prompt": "a red fox running through snow",
+                        "callback_url": f"{receiver_url}/hooks/demo?fail=2",
+                    },
                     timeout=30,
                 )
                 assert submitted.status_code == 202, submitted.text
                 _wait_for_line(out_path, "── SNS", proc, timeout=60)
                 _wait_for_line(out_path, "── EventBridge", proc, timeout=30)
+                # Fails twice on purpose, then the third attempt (retries 2 s and 5 s later) is accepted.
+                accepted = _wait_for_line(out_path, "answered 200", proc, timeout=40)
             finally:
                 proc.send_signal(signal.SIGINT)
                 returncode = proc.wait(timeout=30)
@@ -509,6 +561,11 @@ def test_runner_serves_the_api_prints_events_and_stops_on_sigint(tmp_path: Path)
     assert "curl -s -X POST" in output
     assert "video.generation.completed" in output
     assert key not in output
+    webhook_lines = [line for line in output.splitlines() if line.startswith("[webhook /hooks/demo]")]
+    assert [line.split("answered ")[1][:3] for line in webhook_lines] == ["500", "500", "200"]
+    assert all("signature ok" in line for line in webhook_lines)
+    assert len({line.split("id=")[1].split()[0] for line in webhook_lines}) == 1
+    assert "signature ok" in accepted
 
 
 def _wait_for_line(path: Path, marker: str, proc: subprocess.Popen[bytes], timeout: float) -> str:

@@ -48,3 +48,29 @@ def test_functions_use_python_311_with_the_powertools_and_domain_layers() -> Non
 def test_no_policy_grants_wildcard_actions() -> None:
     text = json.dumps(template()["Resources"])
     assert '"Action": "*"' not in text and ':*"' not in re.sub(r"arn:[^\"]*", "", text)
+
+
+def test_webhook_defaults_in_the_template_match_the_code() -> None:
+    from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings
+
+    parameters = template()["Parameters"]
+    schedule = tuple(int(part) for part in parameters["WebhookRetrySchedule"]["Default"].split(","))
+    assert schedule == DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    assert (
+        float(parameters["WebhookTimeoutSeconds"]["Default"])
+        == Settings.model_fields["webhook_timeout_seconds"].default
+    )
+    # Loopback callbacks are for the local run; a deployed stack refuses them unless told otherwise.
+    assert parameters["WebhookAllowLoopback"]["Default"] == "false"
+
+
+def test_webhook_queue_has_a_dead_letter_queue_and_a_visibility_above_the_function_timeout() -> None:
+    resources = template()["Resources"]
+    queue = resources["WebhookQueue"]["Properties"]
+    function = resources["WebhookDeliveryFunction"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    event = function["Events"]["Deliveries"]["Properties"]
+    assert "ReportBatchItemFailures" in event["FunctionResponseTypes"]
+    # Every attempt of a batch must fit in one invocation.
+    assert event["BatchSize"] * 15 < function["Timeout"]

@@ -70,7 +70,7 @@ def check_callback_url(
     *,
     allow_http: bool = False,
     allow_loopback: bool = False,
-    resolver: Resolver = system_resolver,
+    resolver: Resolver | None = None,
 ) -> CallbackTarget:
     """Validate a client's callback URL and every address its host resolves to."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
@@ -92,7 +92,7 @@ def check_callback_url(
     except ValueError:
         literal = None
     try:
-        resolved = [str(literal)] if literal else list(resolver(host, port))
+        resolved = [str(literal)] if literal else list((resolver or system_resolver)(host, port))
     except (OSError, UnicodeError):
         raise _refused(f"host '{host}' does not resolve") from None
     if not resolved:

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 # Router One asks clients never to poll a task more often than this.
 MIN_POLL_INTERVAL_S = 3
-# Retry delays (seconds) after each failed webhook attempt: 10 retries over about 27.7 hours.
-DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200)
+# Retry delays (seconds) after each failed webhook attempt: 11 retries over about 40 hours
+# (at least 31.8 with the jitter), so a receiver down for a whole day still gets its events.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 43200)
 
 
 class SettingsError(RuntimeError):
