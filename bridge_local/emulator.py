@@ -318,21 +318,32 @@ def _dummy_zip() -> bytes:
 DUMMY_ZIP = _dummy_zip()
 
 
+def _apply_environ(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 class EmbeddedAws:
     """A moto server on 127.0.0.1 that boto3 clients made later in this process will reach.
 
     moto's backends are process-global, so every EmbeddedAws in a process is a door into the
-    same AWS: the state is wiped when the first one starts and when the last one stops.
+    same AWS: the state is wiped when the first one starts and when the last one stops. The
+    environment (what boto3 clients made later reach) points at one live door at a time, so a
+    client cached while a second emulator lives keeps working after that one stops.
     """
 
-    _live: ClassVar[set[int]] = set()
+    _live: ClassVar[list[EmbeddedAws]] = []
     _live_lock: ClassVar[threading.Lock] = threading.Lock()
+    _environ_owner: ClassVar[EmbeddedAws | None] = None
+    _original_environ: ClassVar[dict[str, str | None]] = {}
 
     def __init__(self, region: str = DEFAULT_REGION, port: int = 0) -> None:
         self.region = region
         self._port = port
         self._server: ThreadedMotoServer | None = None
-        self._saved_environ: dict[str, str | None] = {}
         self.endpoint_url = ""
 
     @property
@@ -352,37 +363,36 @@ class EmbeddedAws:
         self._server = server
         self._port = server.get_host_and_port()[1]
         self.endpoint_url = f"http://127.0.0.1:{self._port}"
-        # The interpreter calls back to localhost:$MOTO_PORT, read per call: set before any execution.
-        # (Binding port 0 first and then setting it avoids a pick-then-bind race.)
-        self._set_environ(
-            {
-                "MOTO_PORT": str(self._port),
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_PROFILE": None,
-                "AWS_SESSION_TOKEN": None,
-            }
-        )
         with EmbeddedAws._live_lock:
             first = not EmbeddedAws._live
-            EmbeddedAws._live.add(id(self))
+            EmbeddedAws._live.append(self)
+            if first:
+                # Remember what was there, so the last stop() leaves later code as it found it.
+                EmbeddedAws._original_environ = {key: os.environ.get(key) for key in self._environ()}
+                self._own_environ()
         if first:
             self.reset()
         else:
             self.ensure_role()
         return self
 
-    def _set_environ(self, values: dict[str, str | None]) -> None:
-        # Remember what was there, so stop() leaves later code (other tests) as it found it.
-        for key, value in values.items():
-            self._saved_environ.setdefault(key, os.environ.get(key))
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    def _environ(self) -> dict[str, str | None]:
+        # The interpreter calls back to localhost:$MOTO_PORT, read per call: set before any execution.
+        # (Binding port 0 first and then setting it avoids a pick-then-bind race.)
+        return {
+            "MOTO_PORT": str(self._port),
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_PROFILE": None,
+            "AWS_SESSION_TOKEN": None,
+        }
+
+    def _own_environ(self) -> None:
+        EmbeddedAws._environ_owner = self
+        _apply_environ(self._environ())
 
     def ensure_role(self) -> str:
         """Create the one IAM role every local function and state machine uses."""
@@ -398,20 +408,19 @@ class EmbeddedAws:
         if self._server is None:
             return
         with EmbeddedAws._live_lock:
-            EmbeddedAws._live.discard(id(self))
+            EmbeddedAws._live.remove(self)
             last = not EmbeddedAws._live
+            if last:
+                EmbeddedAws._environ_owner = None
+                _apply_environ(EmbeddedAws._original_environ)
+            elif EmbeddedAws._environ_owner is self:
+                EmbeddedAws._live[0]._own_environ()
         if last:
             # Best effort: if this fails the state dies with the process anyway.
             with suppress(httpx.HTTPError):
                 httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)
         self._server.stop()
         self._server = None
-        for key, value in self._saved_environ.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_environ.clear()
 
     def reset(self) -> None:
         """Forget every resource: moto's backends are process-global, so a new emulator starts empty."""
