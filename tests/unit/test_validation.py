@@ -101,3 +101,20 @@ def test_unknown_route_gets_a_404_envelope() -> None:
     response = app.resolve(event, FakeContext())
     assert response["statusCode"] == 404
     assert json.loads(response["body"])["error"]["code"] == "not_found"
+
+
+def test_the_bridges_own_fields_never_reach_router_one() -> None:
+    from bridge.models import GenerationRequest
+
+    request = GenerationRequest.model_validate(
+        {
+            **VALID,
+            "callback_url": "https://hooks.example.com/in",
+            "webhook_events_filter": ["progress", "completed", "progress"],
+            "metadata": {"order": "A-17"},
+        }
+    )
+    assert request.upstream_body() == VALID
+    assert request.webhook_events() == ["progress", "completed"]
+    default = GenerationRequest.model_validate({**VALID, "callback_url": "https://hooks.example.com/in"})
+    assert default.webhook_events() == ["completed", "failed", "timed_out", "canceled"]
