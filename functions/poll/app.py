@@ -12,4 +12,4 @@ from bridge.tracking import poll_once
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return poll_once(event).model_dump(exclude_none=True)
+    return poll_once(event).state_output()

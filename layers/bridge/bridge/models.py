@@ -144,3 +144,8 @@ class LoopStep(LoopState):
     detail_type: str | None = None
     # A webhook delivery for the state machine to queue (its SQS message body).
     webhook: dict[str, Any] | None = None
+
+    def state_output(self) -> dict[str, Any]:
+        """What the state machine gets: unset fields left out, but `webhook` always present (its
+        Choice tests for null, which needs the path to exist)."""
+        return self.model_dump(exclude_none=True) | {"webhook": self.webhook}
