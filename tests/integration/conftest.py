@@ -187,10 +187,11 @@ def _forget_cached_clients() -> None:
     """Settings, clients and the cached secret are per process; start from the current env."""
     from aws_lambda_powertools.utilities import parameters
 
-    from bridge import clients, settings, upstream
+    from bridge import clients, idempotent_submit, settings, upstream
 
     settings.get_settings.cache_clear()
     clients.reset()
+    idempotent_submit.reset()
     upstream.router_one.cache_clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()

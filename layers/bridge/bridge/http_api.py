@@ -7,11 +7,11 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from bridge import jobs, webhooks
+from bridge import jobs, lifecycle, webhooks
 from bridge.errors import BridgeError, InvalidRequest, internal_error_envelope
+from bridge.idempotent_submit import submit_with_key
 from bridge.models import GenerationRequest
 from bridge.observability import logger
-from bridge.submission import submit
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -22,8 +22,25 @@ def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
 
 @app.post("/v1/videos/generations")
 def submit_generation(request: GenerationRequest) -> Response[dict[str, Any]]:
-    accepted = submit(request)
-    return _json(202, accepted.model_dump())
+    key = app.current_event.headers.get("Idempotency-Key")  # case-insensitive
+    return _json(202, submit_with_key(request, key, app.lambda_context))
+
+
+@app.get("/v1/videos/generations")
+def list_generations() -> Response[dict[str, Any]]:
+    query = app.current_event.query_string_parameters or {}
+    limit = query.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise InvalidRequest("'limit' must be a whole number", param="limit")
+    page = lifecycle.list_jobs(
+        status=query.get("status"), limit=int(limit) if limit is not None else None, cursor=query.get("cursor")
+    )
+    return _json(200, page)
+
+
+@app.post("/v1/videos/generations/<task_id>/cancel")
+def cancel_generation(task_id: str) -> Response[dict[str, Any]]:
+    return _json(200, lifecycle.cancel(task_id))
 
 
 @app.get("/v1/videos/generations/<task_id>")

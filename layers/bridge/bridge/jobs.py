@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from bridge.clients import jobs_table
@@ -16,6 +16,11 @@ from bridge.models import JobStatus
 from bridge.timeutil import iso
 
 # Fields of a row that the status endpoint shows, in this order.
+# Every job row carries this constant: the key of the index that lists all jobs newest first.
+JOB_KIND = "job"
+LIST_INDEX = "jobs_by_created"
+STATUS_INDEX = "jobs_by_status"
+
 PUBLIC_FIELDS = (
     "task_id",
     "status",
@@ -51,6 +56,7 @@ def create_job(
     """Record a newly accepted job; a second create of the same task returns the first row."""
     item: dict[str, Any] = {
         "task_id": task_id,
+        "kind": JOB_KIND,
         "status": JobStatus.PENDING.value,
         "model": model,
         "request": storable(request),
@@ -86,7 +92,13 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_progress(
-    task_id: str, *, status: str, progress: int | None, upstream_status: str, now: datetime
+    task_id: str,
+    *,
+    status: str,
+    progress: int | None,
+    upstream_status: str,
+    now: datetime,
+    execution_id: str | None = None,
 ) -> dict[str, Any] | None:
     """Store what the latest poll saw, unless the job already reached its end.
 
@@ -99,7 +111,7 @@ def record_progress(
             Key={"task_id": task_id},
             UpdateExpression=(
                 "SET #status = :status, progress = :progress, upstream_status = :upstream, "
-                "updated_at = :now, last_polled_at = :now ADD poll_count :one"
+                "updated_at = :now, last_polled_at = :now, execution_id = :execution ADD poll_count :one"
             ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
             ExpressionAttributeNames={"#status": "status"},
@@ -109,6 +121,7 @@ def record_progress(
                 ":upstream": upstream_status,
                 ":now": stamp,
                 ":one": 1,
+                ":execution": execution_id,
             },
             ReturnValues="ALL_OLD",
         )
@@ -192,3 +205,21 @@ def record_outcome(
             return json.loads(stored["event"])
         return None
     return event
+
+
+def list_jobs(*, status: str | None, limit: int, start_key: dict[str, Any] | None) -> tuple[list[dict[str, Any]], Any]:
+    """One page of jobs, newest first (optionally of one status), and the key to continue from."""
+    if status:
+        index, condition = STATUS_INDEX, Key("status").eq(status)
+    else:
+        index, condition = LIST_INDEX, Key("kind").eq(JOB_KIND)
+    query: dict[str, Any] = {
+        "IndexName": index,
+        "KeyConditionExpression": condition,
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if start_key:
+        query["ExclusiveStartKey"] = start_key
+    page = jobs_table().query(**query)
+    return [plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")

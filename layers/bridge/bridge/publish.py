@@ -17,11 +17,13 @@ EVENT_TYPES = {
     JobStatus.COMPLETED: "video.generation.completed",
     JobStatus.FAILED: "video.generation.failed",
     JobStatus.TIMED_OUT: "video.generation.timed_out",
+    JobStatus.CANCELED: "video.generation.canceled",
 }
 DETAIL_TYPES = {
     JobStatus.COMPLETED: "Video Generation Completed",
     JobStatus.FAILED: "Video Generation Failed",
     JobStatus.TIMED_OUT: "Video Generation Timed Out",
+    JobStatus.CANCELED: "Video Generation Canceled",
 }
 # Fixed namespace: the same task and outcome always yield the same event id, across retries.
 _EVENT_NAMESPACE = uuid.UUID("6f1c2d0e-4b7a-4d4e-9a51-3c2f8e1b7d90")

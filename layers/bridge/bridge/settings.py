@@ -34,6 +34,10 @@ class Settings(BaseModel):
     # Router One says its video links usually live about 24 hours.
     video_url_ttl_seconds: int = Field(default=86_400, ge=0)
 
+    # Idempotency-Key on submit: where first answers are kept, and for how long.
+    idempotency_table_name: str | None = None
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+
     # Webhooks: where deliveries are logged and queued, how they are signed and retried.
     webhook_deliveries_table_name: str | None = None
     webhook_queue_url: str | None = None

@@ -54,8 +54,17 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         status = JobStatus.PROCESSING
     progress = None if seen.progress is None else max(0, min(100, int(seen.progress)))
     previous = jobs.record_progress(
-        state.task_id, status=status.value, progress=progress, upstream_status=seen.status, now=now
+        state.task_id,
+        status=status.value,
+        progress=progress,
+        upstream_status=seen.status,
+        now=now,
+        execution_id=state.execution_id,
     )
+    if previous is None:
+        # The job already ended elsewhere (canceled, or another execution recorded its outcome).
+        logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
+        return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
     webhook = webhooks.running_notification(previous, state=state, status=status, progress=progress, now=now)
 
     settings = get_settings()

@@ -1,0 +1,78 @@
+"""Submit with an `Idempotency-Key`: a retry with the same key and body gets the first answer,
+without a second upstream call (Powertools idempotency, records in DynamoDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
+from bridge.models import GenerationRequest
+from bridge.settings import get_settings
+from bridge.submission import submit
+
+MAX_KEY_LENGTH = 255
+
+
+def submit_with_key(request: GenerationRequest, key: str | None, context: Any = None) -> dict[str, Any]:
+    if key is None:
+        return submit(request).model_dump()
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
+    submit_once, config = _idempotent_submit()
+    if context is not None:
+        # Lets an in-progress record expire with this invocation if it dies mid-way.
+        config.register_lambda_context(context)
+    try:
+        return submit_once(submission={"key": key, "body": request.model_dump(mode="json", exclude_none=True)})
+    except IdempotencyValidationError:
+        raise BridgeError(
+            "this Idempotency-Key was already used with a different request body",
+            status=422,
+            type="invalid_request_error",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            code="idempotency_in_progress",
+        ) from None
+
+
+def _submit_once(submission: dict[str, Any]) -> dict[str, Any]:
+    return submit(GenerationRequest.model_validate(submission["body"])).model_dump()
+
+
+@lru_cache(maxsize=1)
+def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
+    settings = get_settings()
+    if not settings.idempotency_table_name:
+        raise ServiceUnavailable("idempotent submits are not configured on this bridge", code="idempotency_unavailable")
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name)
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        # The same key with another body is an error, not a replay of the first answer.
+        payload_validation_jmespath="body",
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        raise_on_no_idempotency_key=True,
+    )
+    wrapped = idempotent_function(data_keyword_argument="submission", persistence_store=persistence, config=config)(
+        _submit_once
+    )
+    return wrapped, config
+
+
+def reset() -> None:
+    _idempotent_submit.cache_clear()

@@ -1,0 +1,134 @@
+"""A job's life after submit, as the API offers it: cancel it, list jobs.
+
+Router One has no cancel: cancelling stops the bridge's tracking (and its events) only; the
+generation itself runs on upstream and is billed there.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bridge import jobs, webhooks
+from bridge.clients import stepfunctions
+from bridge.errors import Conflict, InvalidRequest
+from bridge.models import JobStatus
+from bridge.observability import logger, metrics
+from bridge.polling import execution_name
+from bridge.publish import build_outcome_event, detail_type
+from bridge.settings import get_settings
+from bridge.timeutil import iso, utcnow
+
+CANCEL_OWNER = "cancel"
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+def cancel(task_id: str) -> dict[str, Any]:
+    """Record `canceled` (unless the job already ended), stop its loop, publish the event once."""
+    settings = get_settings()
+    job = jobs.get_job(task_id)
+    now = utcnow()
+    if job["status"] != JobStatus.CANCELED and JobStatus(job["status"]).is_terminal:
+        raise Conflict(
+            f"job '{task_id}' already ended as {job['status']} and cannot be canceled", code="job_already_finished"
+        )
+    event = build_outcome_event(
+        task_id=task_id,
+        status=JobStatus.CANCELED,
+        model=job["model"],
+        submitted_at=job["created_at"],
+        finished_at=now,
+        poll_count=int(job.get("poll_count") or 0),
+        error={"message": "canceled on request", "type": "bridge_error", "code": "canceled"},
+        metadata=job.get("metadata"),
+    )
+    fields = {
+        "status": JobStatus.CANCELED.value,
+        "finished_at": iso(now),
+        "updated_at": iso(now),
+        "error": event["data"]["error"],
+    }
+    # Same conditional write as a poll's outcome: whichever comes first wins, the other publishes nothing.
+    to_publish = jobs.record_outcome(task_id, fields=fields, event=event, execution_id=CANCEL_OWNER)
+    if to_publish is None:
+        ended = jobs.get_job(task_id)
+        raise Conflict(
+            f"job '{task_id}' already ended as {ended['status']} and cannot be canceled", code="job_already_finished"
+        )
+    _stop_tracking(job, settings.state_machine_arn)
+    _publish(job, to_publish, settings.state_machine_arn)
+    metrics.add_metric(name="JobsCanceled", unit="Count", value=1)
+    return jobs.public_view(jobs.get_job(task_id))
+
+
+def _stop_tracking(job: dict[str, Any], state_machine_arn: str | None) -> None:
+    if not state_machine_arn:
+        return
+    execution_arn = job.get("execution_id") or _execution_arn(state_machine_arn, execution_name(job["task_id"]))
+    try:
+        stepfunctions().stop_execution(executionArn=execution_arn, cause="canceled on request")
+    except ClientError as exc:
+        # Already ended (or never started): nothing to stop. A loop we missed ends at its next poll anyway,
+        # since the job's outcome is recorded.
+        logger.info("no running execution to stop", extra={"code": exc.response.get("Error", {}).get("Code")})
+
+
+def _publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str | None) -> None:
+    """Publish through the state machine's own fan-out (retried, durable), in an execution of its own."""
+    if not state_machine_arn:
+        return
+    webhook = webhooks.prepare_delivery(job, event, utcnow(), requeue_existing=True)
+    publish_input = {
+        "action": "publish",
+        "task_id": job["task_id"],
+        "event": event,
+        "detail_type": detail_type(JobStatus.CANCELED),
+        "webhook": webhook,
+    }
+    name = f"{execution_name(job['task_id'])}--canceled"
+    try:
+        stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+def list_jobs(*, status: str | None, limit: int | None, cursor: str | None) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in JobStatus}:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise InvalidRequest(f"'status' must be one of {allowed}", param="status")
+    size = DEFAULT_PAGE_SIZE if limit is None else limit
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
+    items, last_key = jobs.list_jobs(status=status, limit=size, start_key=_decode_cursor(cursor))
+    return {
+        "object": "list",
+        "data": [jobs.public_view(item) for item in items],
+        "has_more": last_key is not None,
+        "next_cursor": _encode_cursor(last_key) if last_key else None,
+    }
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        key = None
+    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+        raise InvalidRequest("'cursor' is not a cursor this API returned", param="cursor")
+    return key

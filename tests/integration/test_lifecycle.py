@@ -1,0 +1,120 @@
+"""Cancel, list and idempotent submit, through the HTTP front on embedded AWS with the simulator."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from .conftest import LocalBridge
+from .test_webhooks import submit_with_callback
+
+pytestmark = pytest.mark.integration
+
+
+def test_cancel_stops_the_loop_and_publishes_canceled_everywhere(bridge: LocalBridge) -> None:
+    task_id = submit_with_callback(bridge, "/hooks/cancel")
+    # A long job: it would run for a minute if nobody canceled it.
+    bridge.simulator.task(task_id)
+    answer = bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "canceled"
+
+    events = bridge.events.wait_for(task_id)
+    for channel in ("sns", "eventbridge"):
+        [event] = events[channel]
+        assert event["event"]["type"] == "video.generation.canceled"
+        assert event["event"]["data"]["status"] == "canceled"
+    assert events["eventbridge"][0]["detail_type"] == "Video Generation Canceled"
+    [webhook] = bridge.receiver.wait_for("/hooks/cancel")
+    assert webhook.event["type"] == "video.generation.canceled" and webhook.verified
+
+    ended = bridge.wait_for_executions_to_end(task_id)
+    tracking = [e for e in ended if not e["name"].endswith("--canceled")]
+    assert tracking and all(e["status"] == "ABORTED" for e in tracking)
+    assert bridge.api.get(f"/v1/videos/generations/{task_id}").json()["status"] == "canceled"
+
+    # Again: a clear conflict, nothing published twice.
+    again = bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
+    assert again.status_code in (200, 409)
+
+
+def test_cancelling_a_finished_job_is_a_409_envelope(bridge: LocalBridge) -> None:
+    response = bridge.submit(run_s=0.5, queue_s=0.1)
+    task_id = response.json()["task_id"]
+    bridge.events.wait_for(task_id)
+    answer = bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "job_already_finished"
+    assert bridge.api.post("/v1/videos/generations/v_unknown/cancel").status_code == 404
+
+
+def test_list_is_newest_first_filtered_and_paginated(bridge: LocalBridge) -> None:
+    ids = [bridge.submit(run_s=60, queue_s=60).json()["task_id"] for _ in range(3)]
+    page = bridge.api.get("/v1/videos/generations", params={"limit": 2}).json()
+    assert page["object"] == "list" and len(page["data"]) == 2 and page["has_more"]
+    assert [job["task_id"] for job in page["data"]] == ids[::-1][:2]
+    rest = bridge.api.get("/v1/videos/generations", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert rest["data"][0]["task_id"] == ids[0]
+    created = [job["created_at"] for job in page["data"] + rest["data"]]
+    assert created == sorted(created, reverse=True)
+
+    pending = bridge.api.get("/v1/videos/generations", params={"status": "pending", "limit": 100}).json()
+    assert set(ids) <= {job["task_id"] for job in pending["data"]}
+    assert all(job["status"] == "pending" for job in pending["data"])
+    for task_id in ids:
+        bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"status": "done"}, "status"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+    ],
+)
+def test_bad_list_parameters_are_400s_naming_them(bridge: LocalBridge, params: dict[str, str], param: str) -> None:
+    response = bridge.api.get("/v1/videos/generations", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_idempotent_submit_returns_the_first_answer_without_a_second_upstream_call(bridge: LocalBridge) -> None:
+    key = f"order-{uuid.uuid4()}"
+    body = {"model": "video-default", "prompt": "a fox in snow [sim duration=60]"}
+    before = bridge.simulator.task_count()
+    first = bridge.api.post("/v1/videos/generations", json=body, headers={"Idempotency-Key": key})
+    second = bridge.api.post("/v1/videos/generations", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert bridge.simulator.task_count() == before + 1
+
+    other = bridge.api.post(
+        "/v1/videos/generations", json=body | {"prompt": "a different fox"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert bridge.simulator.task_count() == before + 1
+    bridge.api.post(f"/v1/videos/generations/{first.json()['task_id']}/cancel")
+
+
+def test_a_failed_submit_is_not_remembered_under_its_key(bridge: LocalBridge) -> None:
+    key = f"order-{uuid.uuid4()}"
+    bridge.simulator.configure(insufficient_balance=True)
+    try:
+        refused = bridge.api.post(
+            "/v1/videos/generations", json={"model": "video-default", "prompt": "x"}, headers={"Idempotency-Key": key}
+        )
+    finally:
+        bridge.simulator.configure(insufficient_balance=False)
+    assert refused.status_code == 402
+    retried = bridge.api.post(
+        "/v1/videos/generations",
+        json={"model": "video-default", "prompt": "x [sim duration=1]"},
+        headers={"Idempotency-Key": key},
+    )
+    # The body differs only because a refused request left no record to compare with.
+    assert retried.status_code == 202, retried.text
