@@ -266,6 +266,8 @@ def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:
     assert {(r.method, r.resource) for r in stack.api_routes} == {
         ("POST", "/v1/videos/generations"),
         ("GET", "/v1/videos/generations/{task_id}"),
+        ("GET", "/v1/videos/generations"),
+        ("POST", "/v1/videos/generations/{task_id}/cancel"),
         ("GET", "/v1/videos/generations/{task_id}/webhooks"),
         ("POST", "/v1/videos/generations/{task_id}/webhooks/{event_id}/redeliver"),
     }
