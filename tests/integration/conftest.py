@@ -143,6 +143,8 @@ def bridge() -> Iterator[LocalBridge]:
             parameters={
                 "RouterOneBaseUrl": simulator.url,
                 "PollIntervalSeconds": "3",
+                # Most tests time jobs by fixed 3 s polls; the ETA policy has tests of its own.
+                "PollingPolicy": "fixed",
                 "LogLevel": "WARNING",
                 "WebhookRetrySchedule": WEBHOOK_RETRY_SCHEDULE,
                 "WebhookTimeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -118,3 +120,41 @@ def test_a_failed_submit_is_not_remembered_under_its_key(bridge: LocalBridge) ->
     )
     # The body differs only because a refused request left no record to compare with.
     assert retried.status_code == 202, retried.text
+
+
+@pytest.fixture
+def eta_policy(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from bridge.settings import get_settings
+
+    monkeypatch.setenv("POLLING_POLICY", "eta")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_eta_policy_drives_the_real_loop_and_feeds_the_models_history(bridge: LocalBridge, eta_policy: Any) -> None:
+    model = f"video-eta-{uuid.uuid4().hex[:6]}"
+    response = bridge.submit({"model": model, "prompt": "a fox in snow"}, run_s=10.0, queue_s=0.2)
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+    event = bridge.events.wait_for(task_id, timeout=60)["sns"][0]["event"]
+    assert event["data"]["status"] == "completed"
+
+    sfn = bridge.aws.client("stepfunctions")
+    waits = []
+    for execution in bridge.wait_for_executions_to_end(task_id):
+        history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
+        for entry in history:
+            details = entry.get("stateEnteredEventDetails") or {}
+            if details.get("name") == "WaitBeforePoll":
+                state = json.loads(details["input"])
+                waits.append(state["next_wait_s"])
+                assert "poll_memory" in state
+    assert waits and min(waits) >= 3
+    stats = bridge.aws.client("dynamodb").get_item(
+        TableName=bridge.stack.table_name, Key={"task_id": {"S": f"#model#{model}"}}
+    )["Item"]
+    assert int(stats["samples"]["N"]) == 1 and 5 <= int(stats["d0"]["N"]) <= 20
+    # Statistics rows are not jobs.
+    assert bridge.api.get(f"/v1/videos/generations/%23model%23{model}").status_code == 404

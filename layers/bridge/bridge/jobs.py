@@ -82,7 +82,8 @@ def create_job(
 
 def get_job(task_id: str) -> dict[str, Any]:
     item = jobs_table().get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
-    if item is None:
+    # The table also holds per-model statistics, which are not jobs.
+    if item is None or item.get("kind") != JOB_KIND:
         raise TaskNotFound(f"no video generation with task_id '{task_id}'")
     return plain(item)
 

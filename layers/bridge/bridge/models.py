@@ -133,6 +133,8 @@ class LoopState(BaseModel):
     generation: int = 0
     polls_in_execution: int = 0
     execution_id: str | None = None
+    # What the poll policy remembers between polls (bridge.poll_policy.PollMemory as JSON).
+    poll_memory: dict[str, Any] = Field(default_factory=dict)
 
 
 class LoopStep(LoopState):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -25,6 +26,9 @@ class Settings(BaseModel):
     jobs_table_name: str = Field(min_length=1)
     state_machine_arn: str | None = None
     poll_interval_seconds: int = Field(default=5, ge=MIN_POLL_INTERVAL_S, le=300)
+    # "eta" picks each wait from the job's progress rate or its model's history; "fixed" waits the interval.
+    polling_policy: Literal["eta", "fixed"] = "eta"
+    poll_max_wait_seconds: int = Field(default=60, ge=MIN_POLL_INTERVAL_S, le=900)
     job_deadline_seconds: int = Field(default=7200, ge=1)
     job_retention_days: int = Field(default=30, ge=1)
     # Each loop iteration costs about ten history events; a fresh execution long before 25,000.

@@ -84,6 +84,7 @@ def start_tracking(job: dict[str, Any]) -> str:
         ),
         "generation": 0,
         "polls_in_execution": 0,
+        "poll_memory": {},
         "action": "track",
     }
     name = execution_name(job["task_id"])

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge import jobs, webhooks
+from botocore.exceptions import ClientError
+
+from bridge import jobs, model_stats, webhooks
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
 from bridge.observability import logger, metrics
+from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.publish import build_outcome_event, detail_type
 from bridge.settings import get_settings
-from bridge.timeutil import iso, utcnow
+from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.upstream import router_one
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
@@ -69,8 +72,9 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
 
     settings = get_settings()
     polls = state.polls_in_execution + 1
-    wait = next_wait_seconds(settings.poll_interval_seconds, seconds_to_deadline=state.deadline_at - now.timestamp())
+    memory, wait = _next_wait(state, status, progress, now)
     step = state.model_dump() | {
+        "poll_memory": memory.to_dict(),
         "next_wait_s": wait,
         "polls_in_execution": polls,
         "status": status.value,
@@ -86,6 +90,36 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
     else:
         step["action"] = "wait"
     return LoopStep.model_validate(step)
+
+
+def _next_wait(state: LoopState, status: JobStatus, progress: int | None, now: datetime) -> tuple[PollMemory, int]:
+    """The poll policy's choice: from this job's progress rate, else its model's past run times."""
+    settings = get_settings()
+    to_deadline = state.deadline_at - now.timestamp()
+    elapsed = (now - parse_iso(state.submitted_at)).total_seconds()
+    seen: Any = "processing" if status == JobStatus.PROCESSING else "pending"
+    memory = remember(PollMemory.from_dict(state.poll_memory), elapsed_s=elapsed, status=seen, progress=progress)
+    if settings.polling_policy == "fixed":
+        return memory, next_wait_seconds(settings.poll_interval_seconds, seconds_to_deadline=to_deadline)
+    history = ModelDurations.from_durations(model_stats.recent_durations(state.model))
+    wait = next_wait(
+        elapsed_s=elapsed,
+        memory=memory,
+        history=history,
+        seconds_to_deadline=to_deadline,
+        max_wait_s=settings.poll_max_wait_seconds,
+    )
+    return memory, wait
+
+
+def _remember_duration(state: LoopState, now: datetime) -> None:
+    """Feed the model's history with how long this completed job spent processing."""
+    since = PollMemory.from_dict(state.poll_memory).processing_since_s
+    elapsed = (now - parse_iso(state.submitted_at)).total_seconds()
+    try:
+        model_stats.record_duration(state.model, elapsed - since if since is not None else elapsed)
+    except ClientError:
+        logger.warning("could not record the model's duration", extra={"model": state.model})
 
 
 def _finish(
@@ -129,6 +163,8 @@ def _finish(
         logger.info("outcome already recorded by another execution", extra={"task_id": state.task_id})
         return LoopStep.model_validate(step | {"action": "finish"})
     metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
+    if status == JobStatus.COMPLETED:
+        _remember_duration(state, now)
     published_status = JobStatus(to_publish["data"]["status"])
     webhook = webhooks.prepare_delivery(job, to_publish, now, requeue_existing=True)
     return LoopStep.model_validate(
