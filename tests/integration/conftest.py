@@ -148,7 +148,7 @@ def bridge() -> Iterator[LocalBridge]:
                 "LogLevel": "WARNING",
                 "WebhookRetrySchedule": WEBHOOK_RETRY_SCHEDULE,
                 "WebhookTimeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
-                "WebhookProgressIntervalSeconds": "5",
+                "ProgressEventIntervalSeconds": "5",
                 # The receiver listens on loopback; the SSRF tests turn this off again.
                 "WebhookAllowLoopback": "true",
             },

@@ -158,3 +158,51 @@ def test_eta_policy_drives_the_real_loop_and_feeds_the_models_history(bridge: Lo
     assert int(stats["samples"]["N"]) == 1 and 5 <= int(stats["d0"]["N"]) <= 20
     # Statistics rows are not jobs.
     assert bridge.api.get(f"/v1/videos/generations/%23model%23{model}").status_code == 404
+
+
+@pytest.fixture
+def running_events_on_bus(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from bridge.settings import get_settings
+
+    monkeypatch.setenv("PUBLISH_RUNNING_EVENTS", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_started_and_progress_reach_sns_and_eventbridge_when_enabled(
+    bridge: LocalBridge, running_events_on_bus: Any
+) -> None:
+    task_id = bridge.submit(run_s=14.0, queue_s=0.2).json()["task_id"]
+
+    def completed_everywhere() -> dict[str, list[dict[str, Any]]] | None:
+        seen = bridge.events.for_task(task_id)
+        done = all(
+            any(e["event"]["type"] == "video.generation.completed" for e in seen.get(channel, []))
+            for channel in ("sns", "eventbridge")
+        )
+        return seen if done else None
+
+    seen = bridge.wait_until(completed_everywhere, timeout=60, what="completion on both channels")
+    for channel in ("sns", "eventbridge"):
+        types = [e["event"]["type"].rpartition(".")[2] for e in sorted(seen[channel], key=lambda e: e["event"]["time"])]
+        assert types[0] == "started" and types[-1] == "completed", types
+        assert types.count("started") == 1 and "progress" in types
+    detail_types = {e["detail_type"] for e in seen["eventbridge"]}
+    assert {"Video Generation Started", "Video Generation Progress", "Video Generation Completed"} <= detail_types
+    attributes = [e["attributes"]["event_type"] for e in seen["sns"]]
+    assert "video.generation.progress" in attributes
+    # Throttled like webhooks: one progress event per configured interval (5 s here), polls every 3 s.
+    progress_times = sorted(e["event"]["time"] for e in seen["sns"] if e["event"]["type"].endswith("progress"))
+    polls = int(bridge.job_row(task_id)["poll_count"]["N"])
+    assert len(progress_times) < polls - 1
+
+
+def test_running_events_stay_off_the_bus_by_default(bridge: LocalBridge) -> None:
+    task_id = bridge.submit(run_s=7.0, queue_s=0.2).json()["task_id"]
+    bridge.events.wait_for(task_id)
+    bridge.wait_for_executions_to_end(task_id)
+    seen = bridge.events.for_task(task_id)
+    assert [e["event"]["type"] for e in seen["sns"]] == ["video.generation.completed"]
+    assert [e["event"]["type"] for e in seen["eventbridge"]] == ["video.generation.completed"]

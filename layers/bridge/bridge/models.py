@@ -149,6 +149,6 @@ class LoopStep(LoopState):
     webhook: dict[str, Any] | None = None
 
     def state_output(self) -> dict[str, Any]:
-        """What the state machine gets: unset fields left out, but `webhook` always present (its
-        Choice tests for null, which needs the path to exist)."""
-        return self.model_dump(exclude_none=True) | {"webhook": self.webhook}
+        """What the state machine gets: unset fields left out, but `webhook` and `event` always present
+        (its Choices test them for null, which needs the paths to exist)."""
+        return self.model_dump(exclude_none=True) | {"webhook": self.webhook, "event": self.event}

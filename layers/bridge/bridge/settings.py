@@ -51,7 +51,9 @@ class Settings(BaseModel):
     webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=30)
     webhook_max_retry_after_seconds: int = Field(default=21_600, ge=0)
-    webhook_progress_interval_seconds: int = Field(default=30, ge=1)
+    progress_event_interval_seconds: int = Field(default=30, ge=1)
+    # started/progress events on SNS and EventBridge too (webhooks get them when their filter asks).
+    publish_running_events: bool = False
     # Loopback and plain http callbacks: for the local run and tests only, never in a deployed stack.
     webhook_allow_loopback: bool = False
 

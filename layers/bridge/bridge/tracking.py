@@ -14,6 +14,7 @@ from bridge.observability import logger, metrics
 from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.publish import build_outcome_event, detail_type
+from bridge.running_events import running_notice
 from bridge.settings import get_settings
 from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.upstream import router_one
@@ -68,7 +69,7 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         # The job already ended elsewhere (canceled, or another execution recorded its outcome).
         logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
         return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
-    webhook = webhooks.running_notification(previous, state=state, status=status, progress=progress, now=now)
+    notice = running_notice(previous, state=state, status=status, progress=progress, now=now)
 
     settings = get_settings()
     polls = state.polls_in_execution + 1
@@ -78,7 +79,9 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         "next_wait_s": wait,
         "polls_in_execution": polls,
         "status": status.value,
-        "webhook": webhook,
+        "webhook": notice.webhook,
+        "event": notice.event,
+        "detail_type": notice.detail_type,
     }
     if should_continue_in_new_execution(polls, settings.max_polls_per_execution):
         generation = state.generation + 1

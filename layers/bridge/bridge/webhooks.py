@@ -21,10 +21,9 @@ from bridge import jobs, webhook_store
 from bridge.callback_urls import check_callback_url
 from bridge.clients import sqs, webhook_http_client
 from bridge.errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
-from bridge.models import JobStatus, LoopState
 from bridge.observability import logger, metrics
 from bridge.outbound import AttemptResult, post_pinned
-from bridge.publish import build_running_event, event_kind
+from bridge.publish import event_kind
 from bridge.settings import Settings, get_settings
 from bridge.signing import current_signing_keys, signature_headers
 from bridge.timeutil import iso, utcnow
@@ -81,42 +80,6 @@ def prepare_delivery(
         return DeliveryMessage(task_id=job["task_id"], event_id=event["id"], round=existing["round"]).model_dump(
             exclude_none=True
         )
-    return None
-
-
-def running_notification(
-    previous: dict[str, Any] | None,
-    *,
-    state: LoopState,
-    status: JobStatus,
-    progress: int | None,
-    now: datetime,
-) -> dict[str, Any] | None:
-    """A `started` or throttled `progress` delivery for a job still running, if one is due."""
-    if not previous or not previous.get("callback_url"):
-        return None
-    wanted = previous.get("webhook_events_filter") or []
-    build = {
-        "task_id": state.task_id,
-        "status": status.value,
-        "model": state.model,
-        "submitted_at": state.submitted_at,
-        "now": now,
-        "progress": progress,
-        "poll_count": int(previous.get("poll_count") or 0) + 1,
-        "metadata": previous.get("metadata"),
-    }
-    if "started" in wanted and status == JobStatus.PROCESSING and previous.get("status") != JobStatus.PROCESSING:
-        return prepare_delivery(previous, build_running_event(kind="started", **build), now, requeue_existing=False)
-    if (
-        "progress" in wanted
-        and progress is not None
-        and progress != previous.get("progress")
-        and jobs.claim_progress_notification(
-            state.task_id, progress=progress, now=now, min_interval_s=get_settings().webhook_progress_interval_seconds
-        )
-    ):
-        return prepare_delivery(previous, build_running_event(kind="progress", **build), now, requeue_existing=False)
     return None
 
 

@@ -1,0 +1,64 @@
+"""`started` and `progress` events of a job still running: which one is due, and for which channels.
+
+Webhooks get them when the job's filter asks; SNS and EventBridge when the stack enables them
+(PublishRunningEvents). Either way `started` goes out once, and `progress` at most once per
+interval and only when the value moved, so no receiver is flooded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bridge import jobs, webhooks
+from bridge.models import JobStatus, LoopState
+from bridge.publish import build_running_event
+from bridge.settings import get_settings
+
+RUNNING_DETAIL_TYPES = {"started": "Video Generation Started", "progress": "Video Generation Progress"}
+
+
+@dataclass(frozen=True)
+class RunningNotice:
+    event: dict[str, Any] | None = None  # for SNS and EventBridge
+    detail_type: str | None = None
+    webhook: dict[str, Any] | None = None  # the webhook queue message
+
+
+def running_notice(
+    previous: dict[str, Any], *, state: LoopState, status: JobStatus, progress: int | None, now: datetime
+) -> RunningNotice:
+    settings = get_settings()
+    on_bus = settings.publish_running_events
+    hooked = previous.get("webhook_events_filter") or [] if previous.get("callback_url") else []
+    kind = None
+    if status == JobStatus.PROCESSING and previous.get("status") != JobStatus.PROCESSING:
+        kind = "started" if on_bus or "started" in hooked else None
+    if (
+        kind is None
+        and (on_bus or "progress" in hooked)
+        and progress is not None
+        and progress != previous.get("progress")
+        and jobs.claim_progress_notification(
+            state.task_id, progress=progress, now=now, min_interval_s=settings.progress_event_interval_seconds
+        )
+    ):
+        kind = "progress"
+    if kind is None:
+        return RunningNotice()
+    event = build_running_event(
+        kind=kind,
+        task_id=state.task_id,
+        status=status.value,
+        model=state.model,
+        submitted_at=state.submitted_at,
+        now=now,
+        progress=progress,
+        poll_count=int(previous.get("poll_count") or 0) + 1,
+        metadata=previous.get("metadata"),
+    )
+    webhook = webhooks.prepare_delivery(previous, event, now, requeue_existing=False)
+    if not on_bus:
+        return RunningNotice(webhook=webhook)
+    return RunningNotice(event=event, detail_type=RUNNING_DETAIL_TYPES[kind], webhook=webhook)
