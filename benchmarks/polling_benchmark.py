@@ -1,0 +1,362 @@
+"""Fixed 3 s polling against the ETA-guided policy, replayed over a recorded workload in virtual time.
+
+Each job of the workload is played against a model of Router One that answers exactly as the
+project's simulator does (``pending`` for ``queue_s``, then ``processing`` with the simulator's own
+progress curve, then the outcome), so no poll ever sleeps and 1,000 jobs take a second or two.
+
+For every policy it prints upstream polls per job, the lag between the upstream end and the poll
+that sees it, the Step Functions state transitions those polls imply and what they cost, overall
+and per progress mode, and checks the targets: the ETA policy makes at most 35 % of the fixed
+loop's polls with a p95 lag of at most 3 s.
+
+Run from the repository root: ``.venv/bin/python benchmarks/polling_benchmark.py [--plot PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import sys
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for _path in (ROOT, ROOT / "layers" / "bridge"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bridge.poll_policy import MIN_WAIT_S, ModelDurations, PollMemory, next_wait, remember  # noqa: E402
+from bridge_local.simulator import _progress  # noqa: E402  (the simulator's progress curve, reused as is)
+
+DEFAULT_WORKLOAD = ROOT / "benchmarks" / "workloads" / "video-jobs-1000.jsonl"
+DEFAULT_PLOT = ROOT / "docs" / "polling-benchmark.png"
+PROGRESS_MODES = ("linear", "stepped", "none")
+TERMINAL = frozenset({"completed", "failed"})
+
+FIXED_WAIT_S = 3
+# The bridge's default job deadline (settings.job_deadline_seconds); far beyond any job here.
+DEADLINE_S = 7200.0
+# Past run times kept per model for the ETA policy's history.
+HISTORY_PER_MODEL = 50
+# A guard against a policy that never sees the end; no job here needs a tenth of it.
+MAX_POLLS_PER_JOB = 5000
+
+# Targets for the ETA policy, relative to the fixed loop on the same jobs.
+TARGET_POLL_SHARE = 0.35
+TARGET_P95_LAG_S = 3.0
+
+# Prices (us-east-1 list prices) and the Lambda shape assumed for the poll function.
+SFN_USD_PER_TRANSITION = 0.025 / 1000
+LAMBDA_MEMORY_GB = 256 / 1024
+LAMBDA_BILLED_S_PER_POLL = 0.150
+LAMBDA_USD_PER_GB_S = 0.0000166667
+LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkloadJob:
+    id: str
+    model: str
+    queue_s: float
+    run_s: float
+    progress: str
+    outcome: str
+    submit_at_s: float
+
+    @property
+    def end_s(self) -> float:
+        """Seconds after submit at which Router One first answers with the outcome."""
+        return self.queue_s + self.run_s
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """How one policy polled one job: every wait it chose (the first one included) and what it saw."""
+
+    job: WorkloadJob
+    waits: tuple[int, ...]
+    seen_at_s: float
+    processing_seen_s: float | None
+
+    @property
+    def polls(self) -> int:
+        return len(self.waits)
+
+    @property
+    def lag_s(self) -> float:
+        return self.seen_at_s - self.job.end_s
+
+    @property
+    def observed_run_s(self) -> float | None:
+        """The run time as the bridge measured it: first ``processing`` poll to the terminal poll."""
+        return None if self.processing_seen_s is None else self.seen_at_s - self.processing_seen_s
+
+
+# A policy picks the next wait from the time since submit, the loop's memory and the model's history.
+WaitChooser = Callable[[float, PollMemory, ModelDurations | None], int]
+
+
+def fixed_wait(elapsed_s: float, memory: PollMemory, history: ModelDurations | None) -> int:
+    return FIXED_WAIT_S
+
+
+def eta_wait(elapsed_s: float, memory: PollMemory, history: ModelDurations | None) -> int:
+    return next_wait(elapsed_s=elapsed_s, memory=memory, history=history, seconds_to_deadline=DEADLINE_S - elapsed_s)
+
+
+def state_transitions(polls: int) -> int:
+    """Step Functions state transitions for a job whose loop polled ``polls`` times (one per state entered).
+
+    Each poll but the last: WaitBeforePoll, PollUpstream, RouteOnPollResult, RouteLoop (4).
+    The last: WaitBeforePoll, PollUpstream, RouteOnPollResult, PublishOutcome (Parallel), its branches
+    PublishToTopic, PutOnEventBus, HasWebhook and NoWebhook, then Done (9). No running webhooks are
+    queued in this replay, so QueueRunningWebhook is never entered.
+    """
+    per_loop = 4
+    final = 9
+    return per_loop * (polls - 1) + final
+
+
+def cost_per_1000_jobs(runs: Sequence[JobRun]) -> tuple[float, float]:
+    """(Step Functions, Lambda) dollars per 1,000 jobs for these runs."""
+    transitions = sum(state_transitions(run.polls) for run in runs) / len(runs)
+    polls = sum(run.polls for run in runs) / len(runs)
+    per_poll = LAMBDA_MEMORY_GB * LAMBDA_BILLED_S_PER_POLL * LAMBDA_USD_PER_GB_S + LAMBDA_USD_PER_REQUEST
+    return 1000 * transitions * SFN_USD_PER_TRANSITION, 1000 * polls * per_poll
+
+
+def upstream_answer(job: WorkloadJob, elapsed_s: float) -> tuple[str, int | None]:
+    """(status, progress) Router One reports ``elapsed_s`` after submit, with the simulator's boundaries."""
+    if elapsed_s < job.queue_s:
+        return "pending", None
+    if elapsed_s < job.queue_s + job.run_s:
+        progress = None if job.progress == "none" else _progress(job.progress, (elapsed_s - job.queue_s) / job.run_s)
+        return "processing", progress
+    return job.outcome, None
+
+
+def replay_job(job: WorkloadJob, choose: WaitChooser, history: ModelDurations | None) -> JobRun:
+    """Poll one job in virtual time: first poll 3 s after submit, then whatever the policy picks."""
+    waits = [MIN_WAIT_S]
+    elapsed = float(MIN_WAIT_S)
+    memory = PollMemory()
+    for _ in range(MAX_POLLS_PER_JOB):
+        status, progress = upstream_answer(job, elapsed)
+        if status in TERMINAL:
+            return JobRun(job=job, waits=tuple(waits), seen_at_s=elapsed, processing_seen_s=memory.processing_since_s)
+        memory = remember(memory, elapsed_s=elapsed, status=status, progress=progress)
+        # What the loop carries really is JSON: make every decision from the round-tripped memory.
+        memory = PollMemory.from_dict(json.loads(json.dumps(memory.to_dict())))
+        wait = choose(elapsed, memory, history)
+        waits.append(wait)
+        elapsed += wait
+    raise RuntimeError(f"{job.id}: no terminal status after {MAX_POLLS_PER_JOB} polls")
+
+
+def replay(jobs: Iterable[WorkloadJob], choose: WaitChooser, *, use_history: bool) -> list[JobRun]:
+    """Replay jobs in submit order.
+
+    With ``use_history`` each job gets the run times the bridge itself measured for the last
+    ``HISTORY_PER_MODEL`` jobs of its model whose end it had noticed before this job was submitted,
+    so the first jobs of a model start with no history at all.
+    """
+    ordered = sorted(jobs, key=lambda job: (job.submit_at_s, job.id))
+    noticed: list[tuple[float, int, str, float]] = []  # (absolute time seen, order, model, run time)
+    recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=HISTORY_PER_MODEL))
+    runs: list[JobRun] = []
+    for order, job in enumerate(ordered):
+        while noticed and noticed[0][0] <= job.submit_at_s:
+            _, _, model, run_s = heapq.heappop(noticed)
+            recent[model].append(run_s)
+        history = ModelDurations.from_durations(recent[job.model]) if use_history else None
+        run = replay_job(job, choose, history)
+        runs.append(run)
+        if run.observed_run_s is not None:
+            heapq.heappush(noticed, (job.submit_at_s + run.seen_at_s, order, job.model, run.observed_run_s))
+    return runs
+
+
+POLICIES: dict[str, tuple[WaitChooser, bool]] = {
+    "fixed-3s": (fixed_wait, False),
+    "eta": (eta_wait, True),
+}
+
+
+def run_benchmark(jobs: Sequence[WorkloadJob]) -> dict[str, list[JobRun]]:
+    return {name: replay(jobs, choose, use_history=uses_history) for name, (choose, uses_history) in POLICIES.items()}
+
+
+def load_workload(path: Path) -> list[WorkloadJob]:
+    jobs = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                raw = json.loads(line)
+                jobs.append(
+                    WorkloadJob(
+                        id=str(raw["id"]),
+                        model=str(raw["model"]),
+                        queue_s=float(raw["queue_s"]),
+                        run_s=float(raw["run_s"]),
+                        progress=str(raw["progress"]),
+                        outcome=str(raw["outcome"]),
+                        submit_at_s=float(raw["submit_at_s"]),
+                    )
+                )
+    return jobs
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); ``q`` in percent."""
+    ordered = sorted(values)
+    position = q / 100 * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+@dataclass(frozen=True)
+class Summary:
+    jobs: int
+    polls_mean: float
+    polls_p95: float
+    lag_p50: float
+    lag_p95: float
+    lag_max: float
+    transitions_mean: float
+    sfn_usd_per_1000: float
+    lambda_usd_per_1000: float
+
+    @classmethod
+    def of(cls, runs: Sequence[JobRun]) -> Summary:
+        polls = [run.polls for run in runs]
+        lags = [run.lag_s for run in runs]
+        sfn, lam = cost_per_1000_jobs(runs)
+        return cls(
+            jobs=len(runs),
+            polls_mean=sum(polls) / len(polls),
+            polls_p95=percentile(polls, 95),
+            lag_p50=percentile(lags, 50),
+            lag_p95=percentile(lags, 95),
+            lag_max=max(lags),
+            transitions_mean=sum(state_transitions(p) for p in polls) / len(polls),
+            sfn_usd_per_1000=sfn,
+            lambda_usd_per_1000=lam,
+        )
+
+
+HEADER = (
+    f"{'policy':<10} {'jobs':>5} {'polls/job':>9} {'p95':>5} {'lag p50':>8} {'p95':>6} {'max':>6} "
+    f"{'transitions':>11} {'SFN $/1k':>9} {'Lambda $/1k':>11} {'total $/1k':>10}"
+)
+
+
+def format_row(label: str, summary: Summary) -> str:
+    total = summary.sfn_usd_per_1000 + summary.lambda_usd_per_1000
+    return (
+        f"{label:<10} {summary.jobs:>5} {summary.polls_mean:>9.1f} {summary.polls_p95:>5.0f} "
+        f"{summary.lag_p50:>7.2f}s {summary.lag_p95:>5.2f}s {summary.lag_max:>5.1f}s "
+        f"{summary.transitions_mean:>11.1f} {summary.sfn_usd_per_1000:>9.3f} "
+        f"{summary.lambda_usd_per_1000:>11.4f} {total:>10.3f}"
+    )
+
+
+def report(results: dict[str, list[JobRun]], workload: Path) -> bool:
+    """Print the tables; True when the ETA policy meets both targets."""
+    fixed, eta = Summary.of(results["fixed-3s"]), Summary.of(results["eta"])
+    resolved = workload.resolve()
+    shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved
+    print(f"Workload: {shown} ({fixed.jobs} jobs, replayed in virtual time; first poll 3 s after submit)")
+    print("Assumptions:")
+    print(f"  Step Functions Standard: ${SFN_USD_PER_TRANSITION * 1000:.3f} per 1,000 state transitions")
+    print("  transitions per job: 4 per poll (Wait, Poll, Route, RouteLoop) + 5 to publish (see state_transitions)")
+    print(
+        f"  poll Lambda: {LAMBDA_MEMORY_GB * 1024:.0f} MB, {LAMBDA_BILLED_S_PER_POLL * 1000:.0f} ms billed per poll, "
+        f"${LAMBDA_USD_PER_GB_S:.10f} per GB-second + ${LAMBDA_USD_PER_REQUEST * 1e6:.2f} per million requests"
+    )
+    print()
+    print("All jobs")
+    print(HEADER)
+    for name, runs in results.items():
+        print(format_row(name, Summary.of(runs)))
+    print()
+    print("By progress mode")
+    print(f"{'mode':<8} " + HEADER)
+    for mode in PROGRESS_MODES:
+        for name, runs in results.items():
+            subset = [run for run in runs if run.job.progress == mode]
+            if subset:
+                print(f"{mode:<8} " + format_row(name, Summary.of(subset)))
+    print()
+    share = sum(run.polls for run in results["eta"]) / sum(run.polls for run in results["fixed-3s"])
+    polls_ok = share <= TARGET_POLL_SHARE
+    lag_ok = eta.lag_p95 <= TARGET_P95_LAG_S
+    print(
+        f"eta polls / fixed polls: {share:.3f}  (target <= {TARGET_POLL_SHARE:.2f}: {'met' if polls_ok else 'MISSED'})"
+    )
+    print(f"eta p95 lag: {eta.lag_p95:.2f} s  (target <= {TARGET_P95_LAG_S:.1f} s: {'met' if lag_ok else 'MISSED'})")
+    print(f"Both targets: {'met' if polls_ok and lag_ok else 'NOT met'}")
+    return polls_ok and lag_ok
+
+
+def plot(results: dict[str, list[JobRun]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"fixed-3s": "tab:gray", "eta": "tab:blue"}
+    fig, (polls_ax, lag_ax, mode_ax) = plt.subplots(1, 3, figsize=(16, 4.8))
+    top = max(run.polls for runs in results.values() for run in runs)
+    bins = range(1, top + 2)
+    for name, runs in results.items():
+        polls_ax.hist([run.polls for run in runs], bins=bins, alpha=0.55, color=colors.get(name), label=name)
+        lags = sorted(run.lag_s for run in runs)
+        lag_ax.step(lags, [(i + 1) / len(lags) for i in range(len(lags))], where="post", color=colors.get(name))
+        lag_ax.plot([], [], color=colors.get(name), label=name)
+    polls_ax.set(title="Upstream polls per job", xlabel="polls", ylabel="jobs")
+    polls_ax.legend()
+    lag_ax.axvline(TARGET_P95_LAG_S, color="tab:red", linestyle=":", linewidth=1)
+    lag_ax.axhline(0.95, color="tab:red", linestyle=":", linewidth=1)
+    lag_ax.set(title="Lag from upstream end to the poll that sees it (CDF)", xlabel="seconds", ylabel="share of jobs")
+    lag_ax.legend(loc="lower right")
+    width = 0.38
+    for offset, (name, runs) in zip((-width / 2, width / 2), results.items(), strict=False):
+        means = []
+        for mode in PROGRESS_MODES:
+            subset = [run.polls for run in runs if run.job.progress == mode]
+            means.append(sum(subset) / len(subset) if subset else 0.0)
+        mode_ax.bar([i + offset for i in range(len(PROGRESS_MODES))], means, width, color=colors.get(name), label=name)
+    mode_ax.set_xticks(range(len(PROGRESS_MODES)), PROGRESS_MODES)
+    mode_ax.set(title="Mean polls per job by progress mode", ylabel="polls")
+    mode_ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", type=Path, default=DEFAULT_WORKLOAD, help="JSON lines of jobs")
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write (default: %(default)s)")
+    parser.add_argument("--no-plot", action="store_true", help="print the tables only")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
+    args = parser.parse_args(argv)
+    jobs = load_workload(args.workload)
+    if not jobs:
+        parser.error(f"{args.workload} has no jobs")
+    results = run_benchmark(jobs)
+    met = report(results, args.workload)
+    if not args.no_plot:
+        plot(results, args.plot)
+        print(f"Plot: {args.plot}")
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
