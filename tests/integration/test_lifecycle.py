@@ -206,3 +206,17 @@ def test_running_events_stay_off_the_bus_by_default(bridge: LocalBridge) -> None
     seen = bridge.events.for_task(task_id)
     assert [e["event"]["type"] for e in seen["sns"]] == ["video.generation.completed"]
     assert [e["event"]["type"] for e in seen["eventbridge"]] == ["video.generation.completed"]
+
+
+def test_the_benchmarks_transition_count_matches_a_real_execution(bridge: LocalBridge) -> None:
+    from benchmarks.polling_benchmark import state_transitions
+
+    task_id = bridge.submit(run_s=4.0, queue_s=0.2).json()["task_id"]
+    bridge.events.wait_for(task_id)
+    [execution] = bridge.wait_for_executions_to_end(task_id)
+    history = bridge.aws.client("stepfunctions").get_execution_history(
+        executionArn=execution["executionArn"], maxResults=1000
+    )["events"]
+    entered = [e for e in history if e["type"].endswith("StateEntered")]
+    polls = int(bridge.job_row(task_id)["poll_count"]["N"])
+    assert len(entered) == state_transitions(polls)
