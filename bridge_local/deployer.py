@@ -37,6 +37,8 @@ _ORDER = [
     "AWS::Events::EventBus",
     "AWS::SecretsManager::Secret",
     "AWS::SQS::Queue",
+    "AWS::S3::Bucket",
+    "AWS::S3::BucketPolicy",
     "AWS::Serverless::Function",
     "AWS::Serverless::StateMachine",
     "AWS::Serverless::Api",
@@ -178,6 +180,17 @@ def _generated_secret(spec: Mapping[str, Any]) -> str:
     document = json.loads(spec.get("SecretStringTemplate") or "{}")
     document[spec["GenerateStringKey"]] = value
     return json.dumps(document)
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape, in the S3 API's (the parts the template uses)."""
+    api: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"], "Filter": {"Prefix": ""}}
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return api
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -364,6 +377,33 @@ class _Deployer:
         self.r.refs[logical_id] = url
         self.r.attrs[logical_id] = {"Arn": arn, "QueueName": name, "QueueUrl": url}
 
+    def bucket(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = str(p.get("BucketName") or self.physical_name(logical_id)).lower()[:63]
+        s3 = self.aws.client("s3")
+        s3.create_bucket(Bucket=name)
+        if "LifecycleConfiguration" in p:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name,
+                LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in p["LifecycleConfiguration"]["Rules"]]},
+            )
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+    def bucket_policy(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        document = dict(p["PolicyDocument"])
+        # The embedded AWS speaks plain http, and moto enforces bucket policies: a TLS-only rule
+        # would refuse every local request, so it is left out here (and only here).
+        document["Statement"] = [
+            statement
+            for statement in document.get("Statement", [])
+            if "aws:SecureTransport" not in json.dumps(statement.get("Condition", {}))
+        ]
+        if document["Statement"]:
+            self.aws.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
+        self.r.refs[logical_id] = p["Bucket"]
+
     def queues(self, resources: Mapping[str, Any]) -> None:
         # A queue may name its dead-letter queue by GetAtt: create those it refers to first.
         pending = [lid for lid, res in resources.items() if res["Type"] == "AWS::SQS::Queue"]
@@ -485,6 +525,8 @@ class _Deployer:
             "AWS::SNS::Topic": self.topic,
             "AWS::Events::EventBus": self.event_bus,
             "AWS::SecretsManager::Secret": self.secret,
+            "AWS::S3::Bucket": self.bucket,
+            "AWS::S3::BucketPolicy": self.bucket_policy,
             "AWS::Serverless::Function": self.function,
             "AWS::Serverless::StateMachine": self.state_machine,
         }

@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "WebhookRetrySchedule": args.webhook_retry_schedule,
                     # The built-in receiver is on loopback over http; a deployed stack refuses both.
                     "WebhookAllowLoopback": "true",
+                    # Finished videos are copied into the local bucket; the event carries where.
+                    "KeepVideos": "true",
                 },
                 stack_name=args.stack_name,
             )

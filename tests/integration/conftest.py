@@ -151,6 +151,8 @@ def bridge() -> Iterator[LocalBridge]:
                 "ProgressEventIntervalSeconds": "5",
                 # The receiver listens on loopback; the SSRF tests turn this off again.
                 "WebhookAllowLoopback": "true",
+                # As in the local run: every completed video is copied into the stack's bucket.
+                "KeepVideos": "true",
             },
         )
         aws.client("secretsmanager").put_secret_value(

@@ -208,8 +208,15 @@ def test_running_events_stay_off_the_bus_by_default(bridge: LocalBridge) -> None
     assert [e["event"]["type"] for e in seen["eventbridge"]] == ["video.generation.completed"]
 
 
-def test_the_benchmarks_transition_count_matches_a_real_execution(bridge: LocalBridge) -> None:
+def test_the_benchmarks_transition_count_matches_a_real_execution(
+    bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from benchmarks.polling_benchmark import state_transitions
+    from bridge.settings import get_settings
+
+    # The benchmark models the default stack: no video copy step.
+    monkeypatch.setenv("KEEP_VIDEOS", "false")
+    get_settings.cache_clear()
 
     task_id = bridge.submit(run_s=4.0, queue_s=0.2).json()["task_id"]
     bridge.events.wait_for(task_id)
@@ -219,4 +226,6 @@ def test_the_benchmarks_transition_count_matches_a_real_execution(bridge: LocalB
     )["events"]
     entered = [e for e in history if e["type"].endswith("StateEntered")]
     polls = int(bridge.job_row(task_id)["poll_count"]["N"])
+    monkeypatch.undo()
+    get_settings.cache_clear()
     assert len(entered) == state_transitions(polls)

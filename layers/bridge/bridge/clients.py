@@ -38,6 +38,11 @@ def sqs() -> Any:
 
 
 @lru_cache(maxsize=1)
+def s3() -> Any:
+    return boto3.client("s3")
+
+
+@lru_cache(maxsize=1)
 def http_client() -> httpx.Client:
     # One short timeout per request; Router One asks for none on the whole generation.
     timeout = httpx.Timeout(get_settings().upstream_timeout_seconds)
@@ -50,7 +55,22 @@ def webhook_http_client() -> httpx.Client:
     return httpx.Client(follow_redirects=False, trust_env=False, timeout=get_settings().webhook_timeout_seconds)
 
 
+@lru_cache(maxsize=1)
+def video_http_client() -> httpx.Client:
+    # Downloads follow redirects (CDNs use them); 30 s per read, no limit on the whole transfer.
+    return httpx.Client(timeout=httpx.Timeout(30.0), follow_redirects=True)
+
+
 def reset() -> None:
     """Forget every cached client (tests point them at a fresh emulator)."""
-    for factory in (jobs_table, deliveries_table, stepfunctions, sqs, http_client, webhook_http_client):
+    for factory in (
+        jobs_table,
+        deliveries_table,
+        stepfunctions,
+        sqs,
+        s3,
+        http_client,
+        webhook_http_client,
+        video_http_client,
+    ):
         factory.cache_clear()

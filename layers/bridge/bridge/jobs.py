@@ -38,6 +38,7 @@ PUBLIC_FIELDS = (
     "callback_url",
     "webhook_events_filter",
     "webhook_dead_letters",
+    "video",
 )
 
 
@@ -224,3 +225,17 @@ def list_jobs(*, status: str | None, limit: int, start_key: dict[str, Any] | Non
         query["ExclusiveStartKey"] = start_key
     page = jobs_table().query(**query)
     return [plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+
+def replace_event(task_id: str, event: dict[str, Any], *, video: dict[str, Any]) -> None:
+    """Store the outcome event again, enriched (where the video was kept), keeping its id."""
+    jobs_table().update_item(
+        Key={"task_id": task_id},
+        UpdateExpression="SET event = :event, video = :video",
+        ConditionExpression="event_id = :id",
+        ExpressionAttributeValues={
+            ":event": json.dumps(event, separators=(",", ":")),
+            ":video": storable(video),
+            ":id": event["id"],
+        },
+    )

@@ -147,6 +147,8 @@ class LoopStep(LoopState):
     detail_type: str | None = None
     # A webhook delivery for the state machine to queue (its SQS message body).
     webhook: dict[str, Any] | None = None
+    # Copy the finished video to the stack's bucket before publishing.
+    keep_video: bool = False
 
     def state_output(self) -> dict[str, Any]:
         """What the state machine gets: unset fields left out, but `webhook` and `event` always present

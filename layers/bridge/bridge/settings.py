@@ -38,6 +38,12 @@ class Settings(BaseModel):
     # Router One says its video links usually live about 24 hours.
     video_url_ttl_seconds: int = Field(default=86_400, ge=0)
 
+    # Keeping finished videos in the stack's bucket (Router One's links expire after about a day).
+    keep_videos: bool = False
+    video_bucket_name: str | None = None
+    max_video_bytes: int = Field(default=2 * 1024**3, ge=1)
+    presigned_url_seconds: int = Field(default=21_600, ge=60, le=604_800)
+
     # Idempotency-Key on submit: where first answers are kept, and for how long.
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)

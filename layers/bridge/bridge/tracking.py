@@ -172,7 +172,16 @@ def _finish(
     webhook = webhooks.prepare_delivery(job, to_publish, now, requeue_existing=True)
     return LoopStep.model_validate(
         step
-        | {"action": "publish", "event": to_publish, "detail_type": detail_type(published_status), "webhook": webhook}
+        | {
+            "action": "publish",
+            "event": to_publish,
+            "detail_type": detail_type(published_status),
+            "webhook": webhook,
+            "keep_video": settings.keep_videos
+            and published_status == JobStatus.COMPLETED
+            and bool(to_publish["data"].get("url"))
+            and "video" not in to_publish["data"],
+        }
     )
 
 

@@ -135,3 +135,22 @@ def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) 
             raise
         return None
     return int(updated["Attributes"]["round"])
+
+
+def replace_event(task_id: str, event: dict[str, Any]) -> None:
+    """Swap in an enriched copy of a delivery's event, as long as nothing was sent yet."""
+    try:
+        deliveries_table().update_item(
+            Key={"task_id": task_id, "event_id": event["id"]},
+            UpdateExpression="SET event = :event",
+            ConditionExpression="attempt_count = :zero AND #round = :one",
+            ExpressionAttributeNames={"#round": "round"},
+            ExpressionAttributeValues={
+                ":event": json.dumps(event, separators=(",", ":")),
+                ":zero": 0,
+                ":one": 1,
+            },
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
