@@ -1,0 +1,263 @@
+"""The CLI's pure text helpers: progress bar, tables, key/value blocks, event lines, error envelopes."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from bridge_cli import format as fmt
+from bridge_cli.api import BridgeApi, CliError, error_from_response
+from bridge_cli.main import MAX_POLL_FAILURES, ProgressDisplay, wait_for_outcome
+from bridge_cli.tail import filter_policy, parse_body, region_of
+
+NOW = datetime(2026, 11, 24, 21, 20, 51, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("progress", "bar"),
+    [
+        (0, "[--------------------]"),
+        (45, "[#########-----------]"),
+        (99.6, "[####################]"),
+        (100, "[####################]"),
+        (250, "[####################]"),
+        (-3, "[--------------------]"),
+        (None, "[--------------------]"),
+        (True, "[--------------------]"),
+    ],
+)
+def test_progress_bar_fills_in_proportion_and_clamps(progress: object, bar: str) -> None:
+    assert fmt.progress_bar(progress) == bar
+
+
+def test_progress_line_reads_bar_percent_status_elapsed() -> None:
+    assert fmt.progress_line("processing", 45, 12.7) == "[#########-----------]  45%  processing  12s"
+    assert fmt.progress_line("pending", None, 0) == "[--------------------]    ?  pending  0s"
+    # A job that reports no progress still ends full.
+    assert fmt.progress_line("completed", None, 125) == "[####################] 100%  completed  2m05s"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (59.9, "59s"), (60, "1m00s"), (3599, "59m59s"), (7440, "2h04m"), (97200, "1d03h")]
+)
+def test_duration_is_short_and_readable(seconds: float, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+def test_table_aligns_columns_under_their_headers() -> None:
+    text = fmt.table(("ID", "STATUS"), [("v_1", "completed"), ("v_long_id", "failed")])
+
+    assert text.splitlines() == [
+        "ID         STATUS",
+        "v_1        completed",
+        "v_long_id  failed",
+    ]
+
+
+def test_jobs_table_shows_id_status_model_progress_and_created_time() -> None:
+    jobs = [
+        {
+            "task_id": "v_a",
+            "status": "processing",
+            "model": "m",
+            "progress": 45,
+            "created_at": "2026-11-24T21:20:41.984Z",
+        },
+        {"task_id": "v_b", "status": "pending", "model": "m", "progress": None, "created_at": None},
+    ]
+
+    header, first, second = fmt.jobs_table(jobs).splitlines()
+
+    assert header.split("  ")[0] == "TASK ID"
+    assert first.split() == ["v_a", "processing", "m", "45%", "2026-11-24", "21:20:41"]
+    assert second.split() == ["v_b", "pending", "m", "-", "-"]
+
+
+def test_job_block_keeps_the_api_order_and_aligns_values() -> None:
+    job = {
+        "metadata": {"order_id": "A-1017"},
+        "task_id": "v_a",
+        "status": "failed",
+        "error": {"message": "content policy violation", "type": "generation_error", "code": "generation_failed"},
+        "url": None,
+        "url_expires_at": "2026-11-25T21:20:51.189Z",
+        "webhook_events_filter": ["completed", "failed"],
+        "future_field": 7,
+    }
+
+    lines = fmt.job_block(job, NOW).splitlines()
+
+    assert lines == [
+        "task_id                v_a",
+        "status                 failed",
+        "url                    -",
+        "url_expires_at         2026-11-25 21:20:51 UTC (in 1d00h)",
+        "error                  content policy violation (generation_failed)",
+        'metadata               {"order_id": "A-1017"}',
+        "webhook_events_filter  completed, failed",
+        "future_field           7",
+    ]
+
+
+def test_expiry_says_when_a_link_has_expired() -> None:
+    assert fmt.expiry_text("2026-11-24T21:00:00Z", NOW) == "2026-11-24 21:00:00 UTC (expired)"
+    assert fmt.expiry_text("soon", NOW) == "soon"
+
+
+def test_event_line_shows_the_url_or_the_error() -> None:
+    completed = {
+        "type": "video.generation.completed",
+        "time": "2026-11-24T21:20:51.189Z",
+        "data": {"task_id": "v_a", "status": "completed", "url": "https://cdn.example/v_a.mp4", "error": None},
+    }
+    failed = {
+        "type": "video.generation.failed",
+        "time": "2026-11-24T21:20:51.189Z",
+        "data": {"task_id": "v_b", "status": "failed", "url": None, "error": {"message": "boom", "code": "x"}},
+    }
+
+    assert fmt.event_line(completed) == (
+        "2026-11-24 21:20:51  video.generation.completed  v_a  completed  https://cdn.example/v_a.mp4"
+    )
+    assert fmt.event_line(failed) == "2026-11-24 21:20:51  video.generation.failed  v_b  failed  error: boom (x)"
+    assert fmt.event_line({"raw": "not json"}) == "-  -  -  -"
+
+
+def test_fit_cuts_a_line_short_of_the_terminal_width() -> None:
+    assert fmt.fit("abcdef", 80) == "abcdef"
+    assert fmt.fit("abcdef", 4) == "abc"
+
+
+def test_progress_display_off_a_terminal_prints_one_line_per_change() -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, started=0.0, tty=False)
+
+    for status, progress in [("pending", None), ("pending", None), ("processing", 10), ("processing", 10.2)]:
+        display.update(status, progress)
+        display.tick()
+    display.finish()
+
+    lines = stream.getvalue().splitlines()
+    assert [line.split("  ")[-2] for line in lines] == ["pending", "processing"]
+    assert "\r" not in stream.getvalue()
+
+
+def test_progress_display_on_a_terminal_redraws_one_line() -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, started=0.0, tty=True)
+
+    display.update("processing", 90)
+    display.update("completed", 100)
+    display.finish()
+
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+
+
+def test_error_envelope_becomes_message_code_and_exit_code() -> None:
+    refused = httpx.Response(
+        409,
+        json={"error": {"message": "job 'v_a' already ended", "type": "invalid_request_error", "code": "job_ended"}},
+    )
+    broken = httpx.Response(502, text="<html>Bad Gateway</html>")
+
+    assert (str(error_from_response(refused)), error_from_response(refused).exit_code) == (
+        "job 'v_a' already ended (job_ended)",
+        2,
+    )
+    assert (str(error_from_response(broken)), error_from_response(broken).exit_code) == (
+        "HTTP 502 from the bridge: <html>Bad Gateway</html>",
+        3,
+    )
+
+
+def test_tail_reads_raw_and_wrapped_sns_bodies() -> None:
+    envelope = {"id": "evt_1", "type": "video.generation.completed"}
+    wrapped = {"Type": "Notification", "TopicArn": "arn:aws:sns:eu-west-1:1:t", "Message": json.dumps(envelope)}
+
+    assert parse_body(json.dumps(envelope)) == envelope
+    assert parse_body(json.dumps(wrapped)) == envelope
+    assert parse_body("not json") == {"raw": "not json"}
+    assert parse_body("[1]") == {"raw": [1]}
+
+
+def test_tail_region_and_filter_policy() -> None:
+    assert region_of("arn:aws:sns:eu-west-1:123456789012:video-bridge-dev-EventTopic") == "eu-west-1"
+    assert region_of("not-an-arn") is None
+    assert filter_policy(statuses=None, models=None) is None
+    assert filter_policy(statuses=["failed", "timed_out"], models=None) == {"status": ["failed", "timed_out"]}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def scripted_api(answers: list[httpx.Response]) -> tuple[BridgeApi, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    return BridgeApi("http://bridge.test", 5, transport=httpx.MockTransport(answer)), seen
+
+
+def test_waiting_polls_at_the_chosen_pace_and_rides_out_a_bridge_failure() -> None:
+    api, seen = scripted_api(
+        [
+            httpx.Response(200, json={"task_id": "v_a", "status": "processing", "progress": 10}),
+            httpx.Response(503, json={"error": {"message": "busy", "type": "api_error", "code": "unavailable"}}),
+            httpx.Response(200, json={"task_id": "v_a", "status": "completed", "progress": 100, "url": "u"}),
+        ]
+    )
+    clock, stream = FakeClock(), io.StringIO()
+    display = ProgressDisplay(stream, started=0.0, tty=False)
+
+    job = wait_for_outcome(api, "v_a", poll_every=4, display=display, sleep=clock.sleep, clock=clock)
+
+    assert job["url"] == "u"
+    assert [request.url.path for request in seen] == ["/v1/videos/generations/v_a"] * 3
+    assert clock.now == 8
+    assert f"warning: busy (unavailable); trying again (1/{MAX_POLL_FAILURES})" in stream.getvalue()
+
+
+def test_waiting_stops_at_once_when_the_bridge_refuses() -> None:
+    api, _ = scripted_api(
+        [httpx.Response(404, json={"error": {"message": "no such job", "type": "x", "code": "task_not_found"}})]
+    )
+    clock = FakeClock()
+
+    with pytest.raises(CliError) as refused:
+        wait_for_outcome(
+            api,
+            "v_a",
+            poll_every=3,
+            display=ProgressDisplay(io.StringIO(), 0.0, tty=False),
+            sleep=clock.sleep,
+            clock=clock,
+        )
+
+    assert (refused.value.exit_code, refused.value.code) == (2, "task_not_found")
+
+
+def test_outcome_lines_say_where_the_video_was_kept_or_why_not() -> None:
+    from datetime import UTC, datetime
+
+    from bridge_cli.format import outcome_lines
+
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    kept = {"task_id": "v_1", "status": "completed", "video": {"status": "stored", "s3_uri": "s3://b/videos/v_1.mp4"}}
+    assert "kept:     s3://b/videos/v_1.mp4" in outcome_lines(kept, now)
+    failed = {"task_id": "v_1", "status": "completed", "video": {"status": "failed", "error": "too big"}}
+    assert "not kept: too big" in outcome_lines(failed, now)
