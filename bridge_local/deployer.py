@@ -63,6 +63,15 @@ class SqsEventSource:
     report_batch_item_failures: bool
 
 
+@dataclass(frozen=True)
+class ScheduledInvoke:
+    """A function's Schedule event: invoke it every `every_s` seconds (run by bridge_local.schedules)."""
+
+    function_logical_id: str
+    function_name: str
+    every_s: int
+
+
 @dataclass
 class DeployedStack:
     stack_name: str
@@ -77,6 +86,7 @@ class DeployedStack:
     api_routes: list[ApiRoute]
     api_function: str | None  # logical id of the function behind the Api events
     event_sources: list[SqsEventSource] = field(default_factory=list)
+    schedules: list[ScheduledInvoke] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → queue URL
     table_name: str = ""
     topic_arn: str = ""
@@ -182,6 +192,18 @@ def _generated_secret(spec: Mapping[str, Any]) -> str:
     return json.dumps(document)
 
 
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _rate_seconds(expression: str) -> int:
+    """`rate(5 minutes)` → 300. Cron expressions are not run locally."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise DeployError(f"schedule {expression!r}: only rate(...) expressions run locally")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
+
+
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape, in the S3 API's (the parts the template uses)."""
     api: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"], "Filter": {"Prefix": ""}}
@@ -261,6 +283,7 @@ class _Deployer:
         self.routes: list[ApiRoute] = []
         self.api_function: str | None = None
         self.event_sources: list[SqsEventSource] = []
+        self.schedules: list[ScheduledInvoke] = []
         self.queue_urls: dict[str, str] = {}  # logical id → URL
         self.queue_arns: dict[str, str] = {}  # ARN → URL
 
@@ -448,6 +471,10 @@ class _Deployer:
             if event.get("Type") == "SQS":
                 self.sqs_event(logical_id, name, event.get("Properties") or {})
                 continue
+            if event.get("Type") == "Schedule":
+                every = _rate_seconds(str(self.r.resolve((event.get("Properties") or {})["Schedule"])))
+                self.schedules.append(ScheduledInvoke(logical_id, name, every))
+                continue
             if event.get("Type") != "Api":
                 continue
             ep = event.get("Properties") or {}
@@ -584,6 +611,7 @@ class _Deployer:
             api_routes=self.routes,
             api_function=self.api_function,
             event_sources=self.event_sources,
+            schedules=self.schedules,
             queue_urls=self.queue_urls,
             table_name=first("AWS::DynamoDB::Table"),
             topic_arn=first("AWS::SNS::Topic"),

@@ -24,6 +24,7 @@ from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, deploy
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
+from bridge_local.schedules import start_schedulers
 from bridge_local.sqs_poller import start_pollers
 from bridge_local.tail import EventTail, format_event
 
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for poller in start_pollers(stack.event_sources, stack.region):
                 cleanup.callback(poller.stop)
+            for scheduler in start_schedulers(stack.schedules, stack.region):
+                cleanup.callback(scheduler.stop)
             receiver_url = None
             if args.receiver_port >= 0:
                 signing = aws.client("secretsmanager").get_secret_value(

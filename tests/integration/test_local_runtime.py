@@ -237,9 +237,10 @@ def test_deployer_creates_every_template_resource(aws: EmbeddedAws, stack: Deplo
         QueueUrl=stack.queue_urls["WebhookDeadLetterQueue"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
     assert redrive["deadLetterTargetArn"] == dead_letter and int(redrive["maxReceiveCount"]) == 5
-    [source] = stack.event_sources
-    assert source.function_logical_id == "WebhookDeliveryFunction"
+    [source] = [s for s in stack.event_sources if s.function_logical_id == "WebhookDeliveryFunction"]
     assert source.queue_url == stack.queue_urls["WebhookQueue"] and source.report_batch_item_failures
+    # Schedule events become local timers (the reconciler's sweep every 5 minutes).
+    assert [(s.function_logical_id, s.every_s) for s in stack.schedules] == [("ReconcileFunction", 300)]
     names = {f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]}
     assert set(stack.function_names.values()) <= names
 

@@ -44,6 +44,11 @@ class Settings(BaseModel):
     max_video_bytes: int = Field(default=2 * 1024**3, ge=1)
     presigned_url_seconds: int = Field(default=21_600, ge=60, le=604_800)
 
+    # Accepted jobs whose recording failed wait here for the reconciler.
+    reconcile_queue_url: str | None = None
+    # The reconciler's sweep restarts tracking of pending jobs older than this with no loop.
+    reconcile_grace_seconds: int = Field(default=120, ge=10)
+
     # Idempotency-Key on submit: where first answers are kept, and for how long.
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)

@@ -1,0 +1,23 @@
+"""Reconciler: records and tracks jobs whose submit stopped half-way (queue), sweeps pending jobs (schedule)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from bridge.observability import logger, metrics, tracer
+from bridge.reconcile import reconcile_record, sweep
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Two triggers: the reconcile queue brings SQS records, the schedule an EventBridge event.
+    if "Records" in event:
+        return process_partial_response(
+            event=event, record_handler=reconcile_record, processor=processor, context=context
+        )
+    return {"swept": sweep()}
