@@ -42,6 +42,7 @@ _ORDER = [
     "AWS::Serverless::Function",
     "AWS::Serverless::StateMachine",
     "AWS::Serverless::Api",
+    "AWS::CloudWatch::Alarm",
 ]
 _SKIPPED = {"AWS::Serverless::Api"}  # served by api_front
 _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
@@ -427,6 +428,31 @@ class _Deployer:
             self.aws.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
         self.r.refs[logical_id] = p["Bucket"]
 
+    def alarm(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = p.get("AlarmName") or self.physical_name(logical_id)
+        keys = (
+            "AlarmDescription",
+            "Namespace",
+            "MetricName",
+            "Dimensions",
+            "Statistic",
+            "Period",
+            "EvaluationPeriods",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+            "AlarmActions",
+        )
+        kwargs = {key: p[key] for key in keys if key in p}
+        for key in ("Period", "EvaluationPeriods"):
+            if key in kwargs:
+                kwargs[key] = int(kwargs[key])
+        if "Threshold" in kwargs:
+            kwargs["Threshold"] = float(kwargs["Threshold"])
+        self.aws.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
+        self.r.refs[logical_id] = name
+
     def queues(self, resources: Mapping[str, Any]) -> None:
         # A queue may name its dead-letter queue by GetAtt: create those it refers to first.
         pending = [lid for lid, res in resources.items() if res["Type"] == "AWS::SQS::Queue"]
@@ -554,6 +580,7 @@ class _Deployer:
             "AWS::SecretsManager::Secret": self.secret,
             "AWS::S3::Bucket": self.bucket,
             "AWS::S3::BucketPolicy": self.bucket_policy,
+            "AWS::CloudWatch::Alarm": self.alarm,
             "AWS::Serverless::Function": self.function,
             "AWS::Serverless::StateMachine": self.state_machine,
         }

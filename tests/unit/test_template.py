@@ -88,3 +88,36 @@ def test_webhook_queue_has_a_dead_letter_queue_and_a_visibility_above_the_functi
     assert "ReportBatchItemFailures" in event["FunctionResponseTypes"]
     # Every attempt of a batch must fit in one invocation.
     assert event["BatchSize"] * 15 < function["Timeout"]
+
+
+def test_alarms_watch_failed_executions_poll_crashes_and_every_dead_letter_queue() -> None:
+    resources = template()["Resources"]
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    watched = {(a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms.values()}
+    assert ("AWS/States", "ExecutionsFailed", json.dumps({"Ref": "JobStateMachine"})) in watched
+    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "PollFunction"})) in watched
+    dead_letter_queues = {
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" not in r.get("Properties", {})
+    }
+    assert dead_letter_queues == {"WebhookDeadLetterQueue", "ReconcileDeadLetterQueue"}
+    for queue in dead_letter_queues:
+        assert (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            json.dumps({"Fn::GetAtt": [queue, "QueueName"]}),
+        ) in watched
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+
+
+def test_every_skipped_checkov_check_says_why() -> None:
+    skips = [
+        (name, skip)
+        for name, r in template()["Resources"].items()
+        for skip in (r.get("Metadata", {}).get("checkov", {}).get("skip") or [])
+    ]
+    assert skips
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV_"), name
+        assert len(skip.get("comment", "")) >= 40, f"{name} skips {skip['id']} without a reason"
