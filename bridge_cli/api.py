@@ -53,14 +53,20 @@ def error_from_response(response: httpx.Response) -> CliError:
 class BridgeApi:
     """A thin client of the bridge; each method returns the decoded JSON answer."""
 
-    def __init__(self, base_url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        api_key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "video-bridge-cli"},
-        )
+        headers = {"Accept": "application/json", "User-Agent": "video-bridge-cli"}
+        if api_key:
+            # The bridge takes keys the way Router One does.
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, headers=headers)
 
     def __enter__(self) -> BridgeApi:
         return self

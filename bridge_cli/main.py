@@ -27,6 +27,7 @@ from bridge_cli.api import EXIT_UNAVAILABLE, BridgeApi, CliError
 PROG = "video-bridge"
 DEFAULT_API = "http://127.0.0.1:8000"
 API_ENV = "VIDEO_BRIDGE_API"
+API_KEY_ENV = "VIDEO_BRIDGE_API_KEY"
 MIN_POLL_S = 3.0  # Router One asks for at least 3 s between polls; the bridge keeps to it too
 EXIT_OK = 0
 EXIT_JOB_UNSUCCESSFUL = 1
@@ -131,6 +132,13 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: Mapping[str, A
         help=f"the bridge's base URL (default: ${API_ENV}, else {DEFAULT_API}, the local run)",
     )
     group.add_argument(
+        "--api-key",
+        default=default("api_key"),
+        metavar="KEY",
+        help=f"the bridge's API key, sent as Authorization: Bearer (default: ${API_KEY_ENV}; prefer the env: "
+        "argv is visible to ps)",
+    )
+    group.add_argument(
         "--timeout",
         type=_positive_float,
         default=default("timeout"),
@@ -148,7 +156,7 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: Mapping[str, A
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     env = os.environ if environ is None else environ
     # A string default goes through `type` too: a bad $VIDEO_BRIDGE_API is an argparse error.
-    defaults = {"api": env.get(API_ENV) or DEFAULT_API, "timeout": 30.0, "json": False}
+    defaults = {"api": env.get(API_ENV) or DEFAULT_API, "api_key": env.get(API_KEY_ENV), "timeout": 30.0, "json": False}
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Submit video generations to the Router One video bridge, watch them, follow their outcomes.",
@@ -272,7 +280,7 @@ def _now() -> datetime:
 
 
 def _api(args: argparse.Namespace) -> BridgeApi:
-    return BridgeApi(args.api, args.timeout)
+    return BridgeApi(args.api, args.timeout, api_key=args.api_key)
 
 
 def _command_prefix(args: argparse.Namespace) -> str:

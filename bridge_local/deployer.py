@@ -14,7 +14,7 @@ import re
 import secrets
 import string
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from cfnlint.decode import decode_str
 
 from bridge_local.api_front import ApiRoute
 from bridge_local.emulator import ACCOUNT_ID, DUMMY_ROLE_ARN, DUMMY_ZIP, EmbeddedAws, Handler, registry
+from bridge_local.gateway_auth import ApiAuth, api_auth_of, gated
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
@@ -86,6 +87,7 @@ class DeployedStack:
     handlers: dict[str, Handler]  # logical id → imported handler
     api_routes: list[ApiRoute]
     api_function: str | None  # logical id of the function behind the Api events
+    api_auth: ApiAuth | None = None
     event_sources: list[SqsEventSource] = field(default_factory=list)
     schedules: list[ScheduledInvoke] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → queue URL
@@ -106,6 +108,13 @@ class DeployedStack:
     @property
     def stage(self) -> str:
         return self.parameters.get("Stage", "dev")
+
+    def api_front_handler(self, api_keys: Iterable[str]) -> Handler:
+        """The api handler behind the Api's authorizer and key check, as API Gateway puts them."""
+        if self.api_auth is None:
+            return self.api_handler
+        authorizer = self.handlers.get(self.api_auth.authorizer_function or "")
+        return gated(self.api_handler, self.api_auth, authorizer, api_keys, region=self.region, stage=self.stage)
 
 
 class _Resolver:
@@ -614,6 +623,11 @@ class _Deployer:
                 union[key] = value
         return union
 
+    def api_auth(self, resources: Mapping[str, Any]) -> ApiAuth | None:
+        apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]
+        # Unresolved on purpose: the authorizer is named by its logical id (Fn::GetAtt), as the template says.
+        return api_auth_of(dict(apis[0].get("Properties") or {})) if apis else None
+
     def result(self, resources: Mapping[str, Any], environment: dict[str, str]) -> DeployedStack:
         def first(kind: str) -> str:
             ids = [self.r.refs[lid] for lid, res in resources.items() if res["Type"] == kind]
@@ -637,6 +651,7 @@ class _Deployer:
             handlers=self.handlers,
             api_routes=self.routes,
             api_function=self.api_function,
+            api_auth=self.api_auth(resources),
             event_sources=self.event_sources,
             schedules=self.schedules,
             queue_urls=self.queue_urls,

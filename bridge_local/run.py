@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ROUTER_ONE_API_KEY"),
         help="Router One API key (env ROUTER_ONE_API_KEY; prefer the env: argv is visible to ps)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VIDEO_BRIDGE_API_KEY"),
+        help="the key callers must send as Authorization: Bearer (env VIDEO_BRIDGE_API_KEY; default: a new one)",
+    )
     parser.add_argument("--poll-interval", type=int, default=3, help="seconds between polls (min 3)")
     parser.add_argument("--sim-run-s", type=float, default=8.0, help="simulated generation time in seconds")
     parser.add_argument(
@@ -68,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None) -> str:
+def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None, api_key: str) -> str:
     body = json.dumps(SAMPLE_REQUEST, separators=(",", ":"))
+    auth = f"    -H 'Authorization: Bearer {api_key}' \\"
     webhook_lines = []
     if receiver_url:
         hooked = json.dumps(SAMPLE_REQUEST | {"callback_url": f"{receiver_url}/hooks/demo"}, separators=(",", ":"))
@@ -78,27 +84,31 @@ def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | No
             f"Webhook receiver (checks every signature): {receiver_url}",
             "Submit a job whose outcome is also POSTed, signed, to the receiver:",
             f"  curl -s -X POST {api_url}/v1/videos/generations \\",
+            auth,
             "    -H 'Content-Type: application/json' \\",
             f"    -d '{hooked}'",
             "  (?fail=2 on the callback URL fails twice before accepting; ?status=410 stops the retries)",
             "List a job's deliveries:",
-            f"  curl -s {api_url}/v1/videos/generations/<task_id>/webhooks",
+            f"  curl -s -H 'Authorization: Bearer {api_key}' {api_url}/v1/videos/generations/<task_id>/webhooks",
         ]
     return "\n".join(
         [
             f"Video bridge running locally ({stack_name}); Router One: {upstream}",
             f"API: {api_url}",
+            f"API key (send it as Authorization: Bearer): {api_key}",
             "",
             "Submit a job:",
             f"  curl -s -X POST {api_url}/v1/videos/generations \\",
+            auth,
             "    -H 'Content-Type: application/json' \\",
             f"    -d '{body}'",
             "",
             "Ask for its status (task_id from the answer above):",
-            f"  curl -s {api_url}/v1/videos/generations/<task_id>",
+            f"  curl -s -H 'Authorization: Bearer {api_key}' {api_url}/v1/videos/generations/<task_id>",
             "",
             "Or with the CLI (installed in .venv), watching progress until the end:",
-            f"  .venv/bin/video-bridge --api {api_url} submit --model video-default --prompt 'a fox' --wait",
+            f"  export VIDEO_BRIDGE_API={api_url} VIDEO_BRIDGE_API_KEY={api_key}",
+            "  .venv/bin/video-bridge submit --model video-default --prompt 'a fox' --wait",
             *webhook_lines,
             "",
             "Outcome events (SNS, EventBridge, webhooks) appear below. Ctrl-C stops everything.",
@@ -114,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     stop = threading.Event()
+    api_key_for_callers = args.api_key or f"vb-local-{secrets.token_hex(12)}"
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -183,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cleanup.callback(tail.stop)
             api_name = stack.function_names[stack.api_function] if stack.api_function else "api"
             front = ApiFront(
-                stack.api_handler,
+                stack.api_front_handler([api_key_for_callers]),
                 stack.api_routes,
                 port=args.port,
                 stage=stack.stage,
@@ -193,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cleanup.callback(front.stop)
 
             with print_lock:
-                print(_banner(front.url, upstream, stack.stack_name, receiver_url), flush=True)
+                print(_banner(front.url, upstream, stack.stack_name, receiver_url, api_key_for_callers), flush=True)
             while not stop.wait(0.5):
                 pass
             with print_lock:

@@ -26,6 +26,8 @@ from bridge_local.tail import EventTail
 from bridge_local.testing import environ_restored
 
 ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
+# The key callers of the bridge's own API present (Authorization: Bearer …), as on a deployed stack.
+BRIDGE_API_KEY = "vb-integration-key-7c2e"
 # Small enough that jobs of a few polls roll over to a new execution: the continuation is exercised.
 MAX_POLLS_PER_EXECUTION = 3
 # Webhook retries in seconds instead of hours: the schedule is configuration, as in a deployment.
@@ -171,9 +173,11 @@ def bridge() -> Iterator[LocalBridge]:
         events = EventLog()
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
         cleanup.callback(tail.stop)
-        front = ApiFront(stack.api_handler, stack.api_routes, stage=stack.stage).start()
+        front = ApiFront(stack.api_front_handler([BRIDGE_API_KEY]), stack.api_routes, stage=stack.stage).start()
         cleanup.callback(front.stop)
-        api = httpx.Client(base_url=front.url, timeout=30)
+        api = httpx.Client(base_url=front.url, timeout=30, headers={"Authorization": f"Bearer {BRIDGE_API_KEY}"})
+        # The CLI reads its key from the environment, as a user's shell would provide it.
+        os.environ["VIDEO_BRIDGE_API_KEY"] = BRIDGE_API_KEY
         cleanup.callback(api.close)
         yield LocalBridge(
             aws=aws,

@@ -526,6 +526,7 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
             "ROUTER_ONE_API_KEY": key,
             "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'layers' / 'bridge'}",
             "PYTHONUNBUFFERED": "1",
+            "VIDEO_BRIDGE_API_KEY": "vb-runner-test-key",
         }
         for name in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
             env.pop(name, None)
@@ -541,8 +542,11 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
             try:
                 api_url = _wait_for_line(out_path, "API: ", proc, timeout=60).split("API: ", 1)[1].strip()
                 receiver_url = _wait_for_line(out_path, "Webhook receiver", proc, timeout=10).rsplit(" ", 1)[1]
+                anonymous = httpx.get(f"{api_url}/v1/videos/generations", timeout=10)
+                assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
                 submitted = httpx.post(
                     f"{api_url}/v1/videos/generations",
+                    headers={"Authorization": "Bearer vb-runner-test-key"},
                     json={
                         "model": "video-default",
                         "prompt": "a red fox running through snow",

@@ -1,0 +1,13 @@
+"""API Gateway REQUEST authorizer: `Authorization: Bearer <key>` → the API key of the usage plan."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from bridge.auth import authorize
+from bridge.observability import logger
+
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return authorize(event)
