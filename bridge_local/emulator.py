@@ -288,6 +288,100 @@ def install_sfn_integration_fix() -> None:
     cls._normalise_response = normalise_response
 
 
+# --------------------------------------------------------------------------- publishing faults
+
+# The interpreter's service integrations whose sends can be made to fail: the outcome fan-out.
+_FAULTABLE = {
+    "Publish": "state_task_service_sns",
+    "PutEvents": "state_task_service_events",
+    "SendMessage": "state_task_service_sqs",
+}
+_SERVICE_MODULE_PREFIX = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+
+
+@dataclass
+class PublishFaults:
+    """Make the state machine's SNS, EventBridge and SQS sends fail some of the time.
+
+    `rate` is the chance that one send fails; `lost_reply_share` of those failures happen after
+    the send took effect (the reply is lost, as when a connection drops), so a retry sends it
+    twice: receivers see the same event id again and must dedupe. The rest fail before sending.
+    """
+
+    rate: float = 0.0
+    lost_reply_share: float = 0.5
+    seed: int | None = None
+    injected: dict[str, int] = field(default_factory=dict)
+    _rng: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        import random
+
+        self._rng = random.Random(self.seed)
+
+    def roll(self, name: str) -> str | None:
+        """None (send normally), "before" (fail without sending) or "after" (send, then fail)."""
+        with self._lock:
+            if self._rng.random() >= self.rate:
+                return None
+            mode = "after" if self._rng.random() < self.lost_reply_share else "before"
+            key = f"{name}:{mode}"
+            self.injected[key] = self.injected.get(key, 0) + 1
+            return mode
+
+
+_publish_faults: PublishFaults | None = None
+
+
+def _injected_error(operation: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    # The interpreter's error mapping reads the request id and status, as botocore fills them in.
+    response = {
+        "Error": {"Code": "InternalFailure", "Message": "injected publishing fault"},
+        "ResponseMetadata": {"HTTPStatusCode": 500, "RequestId": str(uuid.uuid4())},
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+def install_publish_faults(faults: PublishFaults | None) -> None:
+    """Route the interpreter's SNS/EventBridge/SQS sends through `faults` (None turns them off)."""
+    global _publish_faults
+    import importlib
+
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    _publish_faults = faults
+    original = boto_client_module.boto_client_for
+    for operation, module_name in _FAULTABLE.items():
+        module = importlib.import_module(_SERVICE_MODULE_PREFIX + module_name)
+        if getattr(module.boto_client_for, "__bridge_original__", None) is not None:
+            continue
+
+        def client_for(region: str, service: str, state_credentials: Any = None, *, _op: str = operation) -> Any:
+            # Same parameter names as moto's function: the interpreter passes them by keyword.
+            client = original(region=region, service=service, state_credentials=state_credentials)
+            name = f"{service}:{_op}"
+
+            def before(**kwargs: Any) -> None:
+                if _publish_faults is not None and (mode := _publish_faults.roll(name)) is not None:
+                    kwargs["context"]["bridge_fault"] = mode
+                    if mode == "before":
+                        raise _injected_error(_op)
+
+            def after(http_response: Any, parsed: Any, **kwargs: Any) -> None:
+                if kwargs.get("context", {}).get("bridge_fault") == "after":
+                    raise _injected_error(_op)
+
+            client.meta.events.register(f"before-call.{service}.{_op}", before)
+            client.meta.events.register(f"after-call.{service}.{_op}", after)
+            return client
+
+        client_for.__bridge_original__ = original  # type: ignore[attr-defined]
+        module.boto_client_for = client_for
+
+
 # --------------------------------------------------------------------------- JSONata
 
 
