@@ -14,6 +14,7 @@ import re
 import secrets
 import string
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,11 +111,16 @@ class DeployedStack:
         return self.parameters.get("Stage", "dev")
 
     def api_front_handler(self, api_keys: Iterable[str]) -> Handler:
-        """The api handler behind the Api's authorizer and key check, as API Gateway puts them."""
+        """The api handler behind the Api's authorizer and key check, as API Gateway puts them.
+
+        Calls are serialised: a Lambda instance handles one request at a time, and the handler's
+        module state (the resolver's current event, the logger's keys) relies on that.
+        """
+        handler = one_at_a_time(self.api_handler)
         if self.api_auth is None:
-            return self.api_handler
+            return handler
         authorizer = self.handlers.get(self.api_auth.authorizer_function or "")
-        return gated(self.api_handler, self.api_auth, authorizer, api_keys, region=self.region, stage=self.stage)
+        return gated(handler, self.api_auth, authorizer, api_keys, region=self.region, stage=self.stage)
 
 
 class _Resolver:
@@ -187,6 +193,16 @@ def _as_env_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def one_at_a_time(handler: Handler) -> Handler:
+    lock = threading.Lock()
+
+    def serialised(event: Any, context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return serialised
 
 
 def _generated_secret(spec: Mapping[str, Any]) -> str:
