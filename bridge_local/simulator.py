@@ -4,16 +4,67 @@ It follows /work/shared/ROUTER_ONE_API.md: submit returns 202 with a task id, st
 walk a timeline (pending -> processing -> completed/failed), and every error uses the
 documented envelope. Jobs can be scripted three ways, later ones winning:
 
-1. server defaults (constructor arguments, CLI flags, or ``POST /_sim/config``);
+1. server defaults (constructor arguments, CLI flags, or ``POST /_sim/config``); they apply to
+   jobs submitted afterwards, and ``POST /_sim/reset`` restores the ones the server started with;
 2. a directive in the prompt, e.g. ``[sim duration=5 outcome=failed progress=none queue=0]``;
-3. ``POST /_sim/next`` (FIFO; each queued config is used by the next accepted submit).
+3. ``POST /_sim/next`` / ``queue_next(...)`` (FIFO; each queued config is used by the next
+   accepted submit).
 
-Run it in the foreground with ``python -m bridge_local.simulator --port 8010``.
+Job options (every entry point takes all of them; a bad value is a 400 ``invalid_parameter``,
+or a ValueError from Python):
+
+``queue_s`` (alias ``queue``), ``run_s`` (alias ``duration``)
+    seconds spent ``pending``, then ``processing`` (defaults 1 and 8).
+``outcome``
+    ``completed`` or ``failed``; ``error_code`` / ``error_message`` fill a failure's ``error``.
+``progress``
+    ``linear``, ``stepped`` (stalls and uneven jumps) or ``none`` (no ``progress`` field).
+
+Fault options, for testing how a client copes with a misbehaving upstream. They mix freely:
+
+``poll_errors``
+    the fault script of the job's first polls, one entry per poll, in order; each entry is
+    an HTTP status 400-599 (``503``, or ``"503"``) answered with Router One's error envelope
+    (5xx: ``api_error``/``upstream_error``; 429: ``rate_limit_error``/``rate_limited`` with
+    ``Retry-After: 1``), ``"STATUS:retry-after=SECONDS"`` to send that ``Retry-After``
+    (``"429:retry-after=none"``: a 429 without one), or one of the tokens ``reset``
+    (the connection is reset: no HTTP answer at all), ``truncated`` (200 with a JSON body cut
+    in half) and ``not_json`` (200 with an HTML body). In a directive: comma-separated,
+    ``poll_errors=503,429:retry-after=2,reset``.
+``reset``
+    after the ``poll_errors`` script, this many more polls get a connection reset.
+``malformed``
+    after those, this many more polls answer 200 with a broken body, alternately truncated
+    JSON and not JSON at all.
+``slow_s``, ``slow_polls``
+    the status answer waits ``slow_s`` seconds (real time, at most 300) before it is sent,
+    whatever it is, on the first ``slow_polls`` polls (``null``, or ``all`` in a directive:
+    on every poll). Use it to exceed a client's per-request timeout.
+``unknown_status``, ``unknown_after``
+    from ``unknown_after`` (a fraction of the run time, default 0.5) until the run ends, the
+    job reports this undocumented status (e.g. ``upscaling``) instead of ``processing``,
+    progress included. ``null`` (``none`` in a directive) turns it off.
+``progress_backwards``
+    ``true``: at 60 % of the run the progress drops back (60 -> 20 with ``linear``) and climbs
+    again at the same pace, as a job restarted upstream would, so it stays below its earlier
+    peak until the run ends (at 60) and the job jumps to its outcome.
+``missing_url``, ``missing_url_polls``
+    ``missing_url=true``: a completed job's answer has no ``url``; with ``missing_url_polls=N``
+    only its first N completed answers lack it (a link that lags behind the status).
+
+Answer faults are served in that order: the ``poll_errors`` script, then ``reset``, then
+``malformed``; a slow poll is slow whatever it answers. ``GET /_sim/tasks/{id}`` shows each
+poll the job got (``poll_log``: age in seconds, the fault served, the delay, and the status and
+progress of the answer when one was sent) and what is left of each fault.
+
+Run it in the foreground with ``python -m bridge_local.simulator --port 8010`` (server-wide
+faults: ``--faults "malformed=1 slow_s=2 slow_polls=1"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hmac
 import json
@@ -22,13 +73,15 @@ import math
 import re
 import shlex
 import signal
+import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
@@ -64,10 +117,44 @@ _DIRECTIVE_RE = re.compile(r"\[sim\b([^\]]*)\]", re.IGNORECASE)
 # Short spellings meant for people typing directives; both forms work everywhere.
 _ALIASES = {"duration": "run_s", "queue": "queue_s"}
 
-_JOB_KEYS = frozenset({"queue_s", "run_s", "outcome", "progress", "error_code", "error_message"})
-_DIRECTIVE_KEYS = _JOB_KEYS | {"poll_errors"}
-_NEXT_KEYS = _JOB_KEYS | {"task_id", "poll_errors"}
+_TIMELINE_KEYS = frozenset({"queue_s", "run_s", "outcome", "progress", "error_code", "error_message"})
+_FAULT_KEYS = frozenset(
+    {
+        "poll_errors",
+        "reset",
+        "malformed",
+        "slow_s",
+        "slow_polls",
+        "unknown_status",
+        "unknown_after",
+        "progress_backwards",
+        "missing_url",
+        "missing_url_polls",
+    }
+)
+_JOB_KEYS = _TIMELINE_KEYS | _FAULT_KEYS
+_DIRECTIVE_KEYS = _JOB_KEYS
+_NEXT_KEYS = _JOB_KEYS | {"task_id"}
 _CONFIG_KEYS = _JOB_KEYS | {"api_key", "insufficient_balance"}
+
+# Statuses the contract documents; an injected unknown status must be none of them.
+DOCUMENTED_STATUSES = ("pending", "processing", "completed", "failed")
+# Poll-fault tokens besides HTTP statuses: no answer at all, or a 200 whose body is unusable.
+RESET, TRUNCATED, NOT_JSON = "reset", "truncated", "not_json"
+_FAULT_TOKENS = (RESET, TRUNCATED, NOT_JSON)
+_STATUS_FAULT_RE = re.compile(r"(\d{3})(?::retry-after=(\d{1,5}|none))?", re.IGNORECASE)
+_UNKNOWN_STATUS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+DEFAULT_RETRY_AFTER_S = 1  # what a plain injected 429 sends
+MAX_RETRY_AFTER_S = 86_400
+MAX_SLOW_S = 300.0
+MAX_FAULT_COUNT = 10_000
+MAX_POLL_LOG = 500  # per job; older entries are dropped
+# progress_backwards: at this share of the run the job "restarts" from the earlier share.
+BACKWARDS_AT, BACKWARDS_TO = 0.6, 0.2
+NOT_JSON_BODY = b"<html><body><h1>200 OK</h1><p>Gateway maintenance page</p></body></html>"
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+_EVERY_POLL_WORDS = frozenset({"all", "null"})  # slow_polls / missing_url_polls in a directive
 
 # Envelope (type, code) for statuses injected through poll_errors; 5xx falls back to upstream_error.
 _INJECTED_ERRORS: dict[int, tuple[str, str, str]] = {
@@ -115,6 +202,26 @@ class JobConfig:
     progress: str = "linear"
     error_code: str = DEFAULT_ERROR_CODE
     error_message: str = DEFAULT_ERROR_MESSAGE
+    # Faults (see the module docstring); the defaults make a well-behaved job.
+    poll_errors: tuple[int | str, ...] = ()
+    reset: int = 0
+    malformed: int = 0
+    slow_s: float = 0.0
+    slow_polls: int | None = None
+    unknown_status: str | None = None
+    unknown_after: float = 0.5
+    progress_backwards: bool = False
+    missing_url: bool = False
+    missing_url_polls: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """As JSON would carry it (lists, not tuples)."""
+        return {**asdict(self), "poll_errors": list(self.poll_errors)}
+
+    def answer_faults(self) -> list[int | str]:
+        """The whole per-poll fault script: poll_errors, then resets, then malformed bodies."""
+        malformed = [TRUNCATED if i % 2 == 0 else NOT_JSON for i in range(self.malformed)]
+        return [*self.poll_errors, *[RESET] * self.reset, *malformed]
 
 
 @dataclass(frozen=True)
@@ -127,7 +234,7 @@ class ServerConfig:
 
     def public(self) -> dict[str, Any]:
         # The key stays out of every answer and log line.
-        return {**asdict(self.job), "insufficient_balance": self.insufficient_balance}
+        return {**self.job.public(), "insufficient_balance": self.insufficient_balance}
 
 
 def _check_value(name: str, value: Any) -> Any:
@@ -158,12 +265,83 @@ def _check_value(name: str, value: Any) -> Any:
             raise _bad_param("task_id must match ^v_[0-9a-f]{32}$")
         return value
     if name == "poll_errors":
-        if not isinstance(value, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in value
+        if not isinstance(value, (list, tuple)):
+            raise _bad_param(_POLL_ERRORS_RULE)
+        return [_check_poll_fault(entry) for entry in value]
+    if name in ("reset", "malformed"):
+        if not _is_int(value) or not 0 <= value <= MAX_FAULT_COUNT:
+            raise _bad_param(f"{name} must be a whole number of polls between 0 and {MAX_FAULT_COUNT}")
+        return value
+    if name in ("slow_polls", "missing_url_polls"):
+        if value is not None and (not _is_int(value) or not 0 <= value <= MAX_FAULT_COUNT):
+            raise _bad_param(f"{name} must be null (every poll) or a whole number between 0 and {MAX_FAULT_COUNT}")
+        return value
+    if name == "slow_s":
+        if not _is_number(value) or not 0 <= value <= MAX_SLOW_S:
+            raise _bad_param(f"slow_s must be a number of seconds between 0 and {MAX_SLOW_S:g}")
+        return float(value)
+    if name == "unknown_after":
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise _bad_param("unknown_after must be a fraction of the run time between 0 and 1")
+        return float(value)
+    if name == "unknown_status":
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or not _UNKNOWN_STATUS_RE.fullmatch(value)
+            or value.lower() in DOCUMENTED_STATUSES
         ):
-            raise _bad_param("poll_errors must be a list of HTTP statuses between 400 and 599")
-        return list(value)
+            raise _bad_param(
+                "unknown_status must be null or a status name Router One does not document (e.g. upscaling)"
+            )
+        return value
+    if name in ("progress_backwards", "missing_url"):
+        if not isinstance(value, bool):
+            raise _bad_param(f"{name} must be true or false")
+        return value
     raise _bad_param(f"unknown key {name!r}")
+
+
+_POLL_ERRORS_RULE = (
+    "poll_errors must be a list of HTTP statuses 400-599, 'STATUS:retry-after=SECONDS' or "
+    "'STATUS:retry-after=none' strings, or the tokens reset, truncated, not_json"
+)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_poll_fault(entry: Any) -> int | str:
+    """One ``poll_errors`` entry in its canonical form: a bare status as an int, else a lower-case string."""
+    if _is_int(entry) and 400 <= entry <= 599:
+        return entry
+    if isinstance(entry, str):
+        text = entry.strip().lower()
+        if text in _FAULT_TOKENS:
+            return text
+        match = _STATUS_FAULT_RE.fullmatch(text)
+        if match and 400 <= int(match[1]) <= 599:
+            status, retry_after = int(match[1]), match[2]
+            if retry_after is None:
+                return status
+            if retry_after != "none" and int(retry_after) > MAX_RETRY_AFTER_S:
+                raise _bad_param(f"poll_errors: retry-after must be at most {MAX_RETRY_AFTER_S} seconds")
+            return f"{status}:retry-after={'none' if retry_after == 'none' else int(retry_after)}"
+    raise _bad_param(_POLL_ERRORS_RULE)
+
+
+def _job_config(base: JobConfig, checked: dict[str, Any]) -> JobConfig:
+    """``base`` with the job options among ``checked`` applied."""
+    changes = {k: v for k, v in checked.items() if k in _JOB_KEYS}
+    if "poll_errors" in changes:
+        changes["poll_errors"] = tuple(changes["poll_errors"])
+    return replace(base, **changes)
 
 
 def _check_fields(raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -179,30 +357,53 @@ def _check_fields(raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any
 
 def _from_text(name: str, text: str) -> Any:
     """Turn a directive's text value into the type the JSON control API would carry."""
+    word = text.strip().lower()
     try:
-        if name in ("queue_s", "run_s"):
+        if name in ("queue_s", "run_s", "slow_s", "unknown_after"):
             return float(text)
+        if name in ("reset", "malformed"):
+            return int(text)
+        if name in ("slow_polls", "missing_url_polls"):
+            return None if word in _EVERY_POLL_WORDS else int(text)
+        if name in ("progress_backwards", "missing_url", "insufficient_balance"):
+            if word in _TRUE_WORDS or word in _FALSE_WORDS:
+                return word in _TRUE_WORDS
+            raise ValueError(text)
+        if name == "unknown_status":
+            return None if word in ("none", "null") else text
         if name == "poll_errors":
-            return [int(part) for part in text.split(",") if part]
+            return [int(part) if part.strip().isdigit() else part for part in text.split(",") if part.strip()]
     except ValueError:
         raise _bad_param(f"sim directive: bad value {text!r} for {name}") from None
     return text
 
 
+def _parse_options(text: str, allowed: frozenset[str], where: str) -> dict[str, Any]:
+    """``key=value`` words (shell quoting allowed), checked against the keys ``allowed``."""
+    raw: dict[str, Any] = {}
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise _bad_param(f"{where}: {exc}") from None
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise _bad_param(f"{where}: expected key=value, got {token!r}")
+        raw[key] = _from_text(_ALIASES.get(key, key), value)
+    return _check_fields(raw, allowed)
+
+
 def parse_directive(prompt: str) -> dict[str, Any]:
     """Read every ``[sim key=value ...]`` block in a prompt; later keys win."""
-    raw: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for match in _DIRECTIVE_RE.finditer(prompt):
-        try:
-            tokens = shlex.split(match.group(1))
-        except ValueError as exc:
-            raise _bad_param(f"sim directive: {exc}") from None
-        for token in tokens:
-            key, sep, text = token.partition("=")
-            if not sep or not key:
-                raise _bad_param(f"sim directive: expected key=value, got {token!r}")
-            raw[key] = _from_text(_ALIASES.get(key, key), text)
-    return _check_fields(raw, _DIRECTIVE_KEYS)
+        found |= _parse_options(match.group(1), _DIRECTIVE_KEYS, "sim directive")
+    return found
+
+
+def parse_faults(text: str) -> dict[str, Any]:
+    """Fault options written as in a directive (``"reset=1 slow_s=2"``), as ``--faults`` takes them."""
+    return _parse_options(text, _FAULT_KEYS, "faults")
 
 
 def _progress(mode: str, fraction: float) -> int:
@@ -217,15 +418,34 @@ def _progress(mode: str, fraction: float) -> int:
 
 @dataclass
 class Job:
-    """One task in the job table; ``view`` derives its public status from the clock."""
+    """One task in the job table; ``view`` derives its public status from the clock.
+
+    The fault counters (``faults``, ``slow_left``, ``url_missing_left``) are spent poll by poll;
+    ``None`` for the last two means "every poll".
+    """
 
     task_id: str
     created_at: float
     config: JobConfig
     request: dict[str, Any]
-    poll_errors: list[int] = field(default_factory=list)
+    faults: list[int | str] = field(default_factory=list)
+    slow_left: int | None = None
+    url_missing_left: int | None = None
     polls: int = 0
     submits: int = 1
+    poll_log: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, task_id: str, created_at: float, config: JobConfig, request: dict[str, Any]) -> Job:
+        return cls(
+            task_id=task_id,
+            created_at=created_at,
+            config=config,
+            request=request,
+            faults=config.answer_faults(),
+            slow_left=config.slow_polls if config.slow_s > 0 else 0,
+            url_missing_left=config.missing_url_polls if config.missing_url else 0,
+        )
 
     def view(self, now: float, base_url: str) -> dict[str, Any]:
         cfg = self.config
@@ -234,9 +454,11 @@ class Job:
         if elapsed < cfg.queue_s:
             out["status"] = "pending"
         elif elapsed < cfg.queue_s + cfg.run_s:
-            out["status"] = "processing"
+            fraction = (elapsed - cfg.queue_s) / cfg.run_s
+            unknown = cfg.unknown_status is not None and fraction >= cfg.unknown_after
+            out["status"] = cfg.unknown_status if unknown else "processing"
             if cfg.progress != "none":
-                out["progress"] = _progress(cfg.progress, (elapsed - cfg.queue_s) / cfg.run_s)
+                out["progress"] = _progress(cfg.progress, _restarted(fraction) if cfg.progress_backwards else fraction)
         elif cfg.outcome == "completed":
             out["status"] = "completed"
             out["url"] = f"{base_url}{FILES_PREFIX}{self.task_id}.mp4"
@@ -245,8 +467,48 @@ class Job:
             out["error"] = {"message": cfg.error_message, "code": cfg.error_code}
         return out
 
+    def next_fault(self) -> int | str | None:
+        return self.faults.pop(0) if self.faults else None
 
-def _injected_error(status: int) -> ApiError:
+    def next_delay(self) -> float:
+        return self.config.slow_s if _spend(self, "slow_left") else 0.0
+
+    def answer(self, now: float, base_url: str) -> dict[str, Any]:
+        """The view a poll gets; a completed job's url may be withheld (missing_url)."""
+        out = self.view(now, base_url)
+        if out["status"] == "completed" and _spend(self, "url_missing_left"):
+            del out["url"]
+        return out
+
+    def log_poll(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``entry`` (the latest MAX_POLL_LOG are kept) and return it for later filling in."""
+        self.poll_log.append(entry)
+        del self.poll_log[:-MAX_POLL_LOG]
+        return entry
+
+
+def _spend(job: Job, counter: str) -> bool:
+    """Use one unit of a per-poll counter: True while any is left (None never runs out)."""
+    left = getattr(job, counter)
+    if left is None:
+        return True
+    if left <= 0:
+        return False
+    setattr(job, counter, left - 1)
+    return True
+
+
+def _restarted(fraction: float) -> float:
+    """progress_backwards: at BACKWARDS_AT the work falls back to BACKWARDS_TO and goes on at the same
+    pace, so the progress stays below its earlier peak for the rest of the run."""
+    return fraction if fraction < BACKWARDS_AT else BACKWARDS_TO + (fraction - BACKWARDS_AT)
+
+
+def _injected_error(fault: int | str) -> ApiError:
+    """The error answer of one ``poll_errors`` entry (a status, or ``"STATUS:retry-after=…"``)."""
+    text = str(fault)
+    status = int(text[:3])
+    retry_after = text.partition("=")[2] or (str(DEFAULT_RETRY_AFTER_S) if status == 429 else "none")
     if status in _INJECTED_ERRORS:
         type_, code, message = _INJECTED_ERRORS[status]
     elif status >= 500:
@@ -254,8 +516,17 @@ def _injected_error(status: int) -> ApiError:
         message = "the video provider behind Router One failed (simulated)"
     else:
         type_, code, message = "invalid_request_error", "simulated_error", "simulated client error"
-    headers = {"Retry-After": "1"} if status == 429 else None
+    headers = None if retry_after == "none" else {"Retry-After": retry_after}
     return ApiError(status, type_, code, message, headers)
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    """What one status poll gets: a view (200), an error envelope, or a broken/absent answer."""
+
+    view: dict[str, Any] | None = None
+    error: ApiError | None = None
+    fault: str | None = None  # RESET, TRUNCATED or NOT_JSON
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:
@@ -342,19 +613,12 @@ class _Engine:
                 job = self._jobs[forced]
                 job.submits += 1
                 return {"task_id": forced, "status": job.view(now, "")["status"]}
-            layered = {**directive, **queued}
-            job_config = replace(config.job, **{k: v for k, v in layered.items() if k in _JOB_KEYS})
+            job_config = _job_config(config.job, {**directive, **queued})
             task_id = forced or f"v_{uuid.uuid4().hex}"
-            self._jobs[task_id] = Job(
-                task_id=task_id,
-                created_at=now,
-                config=job_config,
-                request=copy.deepcopy(body),
-                poll_errors=list(layered.get("poll_errors", [])),
-            )
+            self._jobs[task_id] = Job.new(task_id, now, job_config, copy.deepcopy(body))
         return {"task_id": task_id, "status": "pending"}
 
-    def poll(self, authorization: str | None, task_id: str, base_url: str) -> dict[str, Any]:
+    def poll(self, authorization: str | None, task_id: str, base_url: str) -> PollAnswer:
         self._authenticate(authorization)
         if not TASK_ID_RE.fullmatch(task_id):
             raise ApiError(400, "invalid_request_error", "invalid_task_id", "malformed task id")
@@ -363,11 +627,27 @@ class _Engine:
             if job is None:
                 raise ApiError(404, "invalid_request_error", "task_not_found", "task not found")
             job.polls += 1
-            injected = job.poll_errors.pop(0) if job.poll_errors else None
-            view = job.view(self._clock(), base_url)
-        if injected is not None:
-            raise _injected_error(injected)
-        return view
+            fault = job.next_fault()
+            delay = job.next_delay()
+            # Logged on arrival (a slow poll shows up at once); status: that of the view sent, if any.
+            age = round(self._clock() - job.created_at, 3)
+            entry = job.log_poll({"age_s": age, "fault": fault, "delay_s": delay, "status": None, "progress": None})
+        if delay:
+            # Real time, outside the lock: other requests go on while this one dawdles.
+            time.sleep(delay)
+        with self._lock:
+            answer = self._answer(job, fault, base_url)
+            if answer.view:
+                entry.update(status=answer.view["status"], progress=answer.view.get("progress"))
+        return answer
+
+    def _answer(self, job: Job, fault: int | str | None, base_url: str) -> PollAnswer:
+        if fault == RESET:
+            return PollAnswer(fault=RESET)
+        if fault is not None and fault not in _FAULT_TOKENS:
+            return PollAnswer(error=_injected_error(fault))
+        view = job.answer(self._clock(), base_url)
+        return PollAnswer(view=view, fault=None if fault is None else str(fault))
 
     def file_ready(self, task_id: str) -> bool:
         with self._lock:
@@ -383,7 +663,7 @@ class _Engine:
     def configure(self, raw: dict[str, Any]) -> dict[str, Any]:
         checked = _check_fields(raw, _CONFIG_KEYS)
         with self._lock:
-            job = replace(self._config.job, **{k: v for k, v in checked.items() if k in _JOB_KEYS})
+            job = _job_config(self._config.job, checked)
             self._config = ServerConfig(
                 job=job,
                 api_key=checked.get("api_key", self._config.api_key),
@@ -414,12 +694,15 @@ class _Engine:
             return {
                 "task_id": job.task_id,
                 "view": job.view(now, base_url),
-                "config": asdict(job.config),
+                "config": job.config.public(),
                 "created_at": job.created_at,
                 "age_s": now - job.created_at,
                 "polls": job.polls,
                 "submits": job.submits,
-                "poll_errors_remaining": list(job.poll_errors),
+                "poll_errors_remaining": list(job.faults),
+                "slow_polls_remaining": job.slow_left,
+                "missing_url_polls_remaining": job.url_missing_left,
+                "poll_log": copy.deepcopy(job.poll_log),
                 "request": copy.deepcopy(job.request),
             }
 
@@ -430,6 +713,20 @@ class _Reply:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False  # no answer at all: the connection is reset
+
+
+def _poll_reply(answer: PollAnswer) -> _Reply:
+    if answer.error is not None:
+        return _error_reply(answer.error)
+    if answer.fault == RESET or answer.view is None:
+        return _Reply(0, b"", reset=True)
+    if answer.fault == NOT_JSON:
+        return _Reply(200, NOT_JSON_BODY, content_type="text/html")
+    body = json.dumps(answer.view).encode("utf-8")
+    if answer.fault == TRUNCATED:
+        body = body[: len(body) // 2]
+    return _Reply(200, body)
 
 
 def _json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> _Reply:
@@ -491,8 +788,18 @@ class _Handler(BaseHTTPRequestHandler):
             _logger.exception("unhandled error in %s %s", method, path)
             reply = _error_reply(ApiError(500, "api_error", "internal_error", "simulator error"))
         # Log before sending so the line exists by the time the client sees the answer.
-        self.server.simulator._log(f"{method} {path} -> {reply.status}")
-        self._send(reply, head_only=method == "HEAD")
+        self.server.simulator._log(f"{method} {path} -> {'reset' if reply.reset else reply.status}")
+        if reply.reset:
+            self._reset_connection()
+        else:
+            self._send(reply, head_only=method == "HEAD")
+
+    def _reset_connection(self) -> None:
+        """Drop the connection with a TCP reset (linger 0) and no HTTP answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _send(self, reply: _Reply, *, head_only: bool) -> None:
         self.send_response(reply.status)
@@ -541,7 +848,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _json_reply(202, engine.submit(auth, self._body()))
         if path.startswith(STATUS_PREFIX):
             allow("GET")
-            return _json_reply(200, engine.poll(auth, path[len(STATUS_PREFIX) :], self._base_url()))
+            return _poll_reply(engine.poll(auth, path[len(STATUS_PREFIX) :], self._base_url()))
         if path.startswith(FILES_PREFIX) and path.endswith(".mp4"):
             allow("GET", "HEAD")
             if not engine.file_ready(path[len(FILES_PREFIX) : -len(".mp4")]):
@@ -603,9 +910,11 @@ class RouterOneSimulator:
         error_code: str = DEFAULT_ERROR_CODE,
         error_message: str = DEFAULT_ERROR_MESSAGE,
         insufficient_balance: bool = False,
+        faults: Mapping[str, Any] | None = None,
         verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``faults``: default fault options for every job (keys as in the module docstring)."""
         settings = {
             "api_key": api_key,
             "queue_s": queue_s,
@@ -616,8 +925,8 @@ class RouterOneSimulator:
             "error_message": error_message,
             "insufficient_balance": insufficient_balance,
         }
-        checked = self._checked(settings, _CONFIG_KEYS)
-        job = JobConfig(**{k: v for k, v in checked.items() if k in _JOB_KEYS})
+        checked = self._checked(settings, _CONFIG_KEYS) | self._checked(dict(faults or {}), _FAULT_KEYS)
+        job = _job_config(JobConfig(), checked)
         defaults = ServerConfig(job, checked["api_key"], checked["insufficient_balance"])
         self.host = host
         self.port = port
@@ -723,6 +1032,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--error-code", default=DEFAULT_ERROR_CODE)
     parser.add_argument("--error-message", default=DEFAULT_ERROR_MESSAGE)
     parser.add_argument("--insufficient-balance", action="store_true", help="answer every submit with 402")
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="OPTIONS",
+        help='fault options for every job, as in a [sim ...] directive, e.g. "malformed=1 slow_s=2 slow_polls=1"',
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log each request to stderr")
     return parser
 
@@ -735,6 +1050,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        faults = parse_faults(args.faults)
+    except ApiError as exc:
+        parser.error(f"--faults: {exc.message}")
+    try:
         sim = RouterOneSimulator(
             args.host,
             args.port,
@@ -746,6 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             error_code=args.error_code,
             error_message=args.error_message,
             insufficient_balance=args.insufficient_balance,
+            faults=faults,
             verbose=args.verbose,
         )
     except ValueError as exc:

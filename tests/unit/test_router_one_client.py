@@ -1,10 +1,22 @@
-"""Upstream answers map to the right domain errors (httpx.MockTransport, no network)."""
+"""Upstream answers map to the right domain errors (httpx.MockTransport, no network), what the
+real simulator's faults look like to the client, and what one poll step makes of each fault
+(docs/upstream-faults.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
 
+from bridge import jobs, model_stats, settings, tracking
 from bridge.errors import UpstreamPermanentError, UpstreamRejected, UpstreamTransientError, UpstreamUnavailable
-from bridge.router_one import RouterOneClient
+from bridge.models import UpstreamStatus
+from bridge.router_one import RouterOneClient, UpstreamRetryLater, retry_after_seconds
+from bridge_local.simulator import RouterOneSimulator
 
 SECRET = "sk-unit-test-secret"
 
@@ -122,3 +134,275 @@ def test_poll_escapes_the_opaque_task_id_in_the_path() -> None:
 
     client_answering(handler).status("v_a/../b")
     assert seen["path"] == b"/v1/videos/generations/v_a%2F..%2Fb"
+
+
+# --- fault classification ----------------------------------------------------------------
+
+
+def raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        pytest.param(raising(httpx.ReadTimeout("slow")), id="read timeout past the per-request budget"),
+        pytest.param(raising(httpx.ConnectError("refused")), id="connection refused"),
+        pytest.param(raising(httpx.ReadError("[Errno 104] Connection reset by peer")), id="connection reset"),
+        pytest.param(raising(httpx.RemoteProtocolError("Server disconnected")), id="closed without an answer"),
+        pytest.param(lambda r: envelope(502, "api_error", "upstream_error"), id="502"),
+        pytest.param(lambda r: envelope(503, "invalid_request_error", "odd"), id="5xx whatever the envelope"),
+        pytest.param(lambda r: httpx.Response(504, text="<html>Gateway Timeout</html>"), id="504 html"),
+        pytest.param(lambda r: httpx.Response(429, text=""), id="429 bare, no Retry-After"),
+        pytest.param(lambda r: httpx.Response(429, headers={"Retry-After": "soon"}), id="429 unreadable Retry-After"),
+        pytest.param(lambda r: httpx.Response(200, text='{"task_id": "v_abc", "sta'), id="truncated JSON"),
+        pytest.param(lambda r: httpx.Response(200, text="<html>maintenance</html>"), id="not JSON"),
+        pytest.param(lambda r: httpx.Response(200, content=b"\xff\xfe"), id="not UTF-8"),
+        pytest.param(lambda r: httpx.Response(200, json=["processing"]), id="JSON but not an object"),
+        pytest.param(lambda r: httpx.Response(200, json={"status": 3}), id="status not a string"),
+    ],
+)
+def test_transient_faults_without_retry_after_raise_the_plain_retryable_error(handler) -> None:
+    with pytest.raises(UpstreamTransientError) as caught:
+        client_answering(handler).status("v_abc")
+    assert type(caught.value) is UpstreamTransientError
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "seconds"),
+    [(429, "2", 2.0), (429, "0", 0.0), (503, "120", 120.0), (502, " 7 ", 7.0)],
+)
+def test_retry_after_on_a_transient_refusal_is_carried_to_the_poll_step(
+    status: int, retry_after: str, seconds: float
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = envelope(status, "rate_limit_error" if status == 429 else "api_error", "x")
+        answer.headers["Retry-After"] = retry_after
+        return answer
+
+    with pytest.raises(UpstreamRetryLater) as caught:
+        client_answering(handler).status("v_abc")
+    assert caught.value.retry_after_s == seconds
+    assert isinstance(caught.value, UpstreamTransientError)  # still a transient error for every caller
+    assert str(status) in str(caught.value)
+
+
+def test_retry_after_is_ignored_on_a_permanent_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = envelope(404, "invalid_request_error", "task_not_found")
+        answer.headers["Retry-After"] = "5"
+        return answer
+
+    with pytest.raises(UpstreamPermanentError):
+        client_answering(handler).status("v_abc")
+
+
+def test_retry_after_seconds_reads_delta_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 24, 20, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("30", now) == 30.0
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90.0
+    assert retry_after_seconds("Tue, 24 Nov 2026 19:00:00 GMT", now) == 0.0  # in the past: now
+    for unreadable in (None, "", "soon", "-5", "1.5", "\u00b2", "Tue, 99 Nov 2026"):
+        assert retry_after_seconds(unreadable, now) is None
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"status": "processing", "progress": NaN}', '{"status": "processing", "progress": Infinity}']
+)
+def test_a_progress_that_is_not_a_finite_number_counts_as_absent(raw: str) -> None:
+    seen = client_answering(lambda r: httpx.Response(200, text=raw)).status("v_abc")
+    assert seen.status == "processing" and seen.progress is None
+
+
+def test_completed_without_url_is_read_as_it_came_for_the_poll_step_to_judge() -> None:
+    seen = client_answering(lambda r: httpx.Response(200, json={"status": "completed"})).status("v_abc")
+    assert seen.status == "completed" and seen.url is None
+
+
+def test_the_simulators_faults_over_real_http_classify_as_documented() -> None:
+    """Real sockets: a reset is a reset, a slow answer trips the client's own timeout."""
+    script = ["reset", "truncated", "not_json", "429:retry-after=2", "429:retry-after=none", 503]
+    with RouterOneSimulator(api_key=SECRET) as sim:
+        sim.queue_next(poll_errors=script, slow_s=0.5, slow_polls=7, queue_s=0)
+        with httpx.Client(timeout=0.25) as http:
+            client = RouterOneClient(sim.url, lambda: SECRET, http)
+            task_id = client.submit({"model": "m", "prompt": "p"}).task_id
+            # The first 7 polls answer 0.5 s late, past the 0.25 s budget, whatever they would say.
+            for _ in range(7):
+                with pytest.raises(UpstreamTransientError, match="in time"):
+                    client.status(task_id)
+        sim.queue_next(poll_errors=script, queue_s=0)
+        with httpx.Client(timeout=5) as http:
+            client = RouterOneClient(sim.url, lambda: SECRET, http)
+            task_id = client.submit({"model": "m", "prompt": "p"}).task_id
+            outcomes: list[Any] = []
+            for _ in script:
+                with pytest.raises(UpstreamTransientError) as caught:
+                    client.status(task_id)
+                outcomes.append(getattr(caught.value, "retry_after_s", None))
+            assert outcomes == [None, None, None, 2.0, None, None]
+            assert client.status(task_id).status == "processing"
+
+
+# --- what one poll step makes of each fault -----------------------------------------------
+
+TASK = "v_" + "f" * 32
+T0 = datetime(2026, 11, 24, 20, 0, 0, tzinfo=UTC)
+
+
+class FakeUpstream:
+    """Answers (or raises) the scripted things in turn."""
+
+    def __init__(self, *answers: dict[str, Any] | Exception) -> None:
+        self.answers = list(answers)
+
+    def status(self, task_id: str) -> UpstreamStatus:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return UpstreamStatus.model_validate(answer)
+
+
+@pytest.fixture
+def row(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """One job row in memory behind the jobs-module calls the poll step makes; fixed 3 s polling."""
+    monkeypatch.setenv("POLLING_POLICY", "fixed")
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "3")
+    settings.get_settings.cache_clear()
+    job: dict[str, Any] = {"task_id": TASK, "status": "pending", "progress": None, "poll_count": 0}
+
+    def record_progress(task_id: str, **fields: Any) -> dict[str, Any] | None:
+        if job["status"] in ("completed", "failed", "timed_out", "canceled"):
+            return None
+        previous = dict(job)
+        job.update(status=fields["status"], progress=fields["progress"], upstream_status=fields["upstream_status"])
+        job["poll_count"] += 1
+        return previous
+
+    def record_outcome(task_id: str, *, fields: dict[str, Any], event: dict[str, Any], execution_id: Any) -> Any:
+        job.update(fields, event=event)
+        return event
+
+    monkeypatch.setattr(jobs, "record_progress", record_progress)
+    monkeypatch.setattr(jobs, "get_job", lambda task_id: dict(job))
+    monkeypatch.setattr(jobs, "record_outcome", record_outcome)
+    monkeypatch.setattr(model_stats, "record_duration", lambda model, seconds: None)
+    yield job
+    settings.get_settings.cache_clear()
+
+
+def run_polls(monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any] | Exception) -> list[Any]:
+    """Poll once per answer, feeding each step into the next as the state machine would."""
+    upstream = FakeUpstream(*answers)
+    monkeypatch.setattr(tracking, "router_one", lambda: upstream)
+    state: dict[str, Any] = {
+        "task_id": TASK,
+        "model": "video-default",
+        "submitted_at": "2026-11-24T20:00:00.000Z",
+        "deadline_at": int((T0 + timedelta(hours=2)).timestamp()),
+        "next_wait_s": 3,
+        "poll_memory": {},
+    }
+    steps: list[Any] = []
+    now = T0
+    for _ in answers:
+        now += timedelta(seconds=state["next_wait_s"])
+        try:
+            step = tracking.poll_once(state, now=now)
+        except UpstreamTransientError as exc:
+            steps.append(exc)  # the state machine retries with the same input
+            continue
+        steps.append(step)
+        state = step.model_dump()
+        if step.action in ("publish", "finish"):
+            break
+    return steps
+
+
+def test_progress_going_backwards_is_recorded_as_the_highest_seen(
+    monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]
+) -> None:
+    recorded: list[Any] = []
+
+    def notice(previous: dict[str, Any], **kwargs: Any) -> tracking.RunningNotice:
+        recorded.append(kwargs["progress"])
+        return tracking.RunningNotice()
+
+    monkeypatch.setattr(tracking, "running_notice", notice)
+    answers = [{"status": "processing", "progress": p} for p in (10, 40, 60, 20, 35, 70)]
+    steps = run_polls(
+        monkeypatch, *answers, {"status": "processing"}, {"status": "completed", "url": "https://cdn.test/v.mp4"}
+    )
+    assert recorded == [10, 40, 60, 60, 60, 70, 70]  # what the row and the running events got
+    # The poll policy still sees the drop (its samples restart) ...
+    assert steps[3].poll_memory["samples"][-1][1] == 20 and len(steps[3].poll_memory["samples"]) == 1
+    # ... and the highest value travels with the loop.
+    assert steps[3].poll_memory[tracking.PROGRESS_HIGH] == 60
+    assert steps[-1].action == "publish" and row["status"] == "completed" and row["progress"] == 100
+
+
+def test_unknown_status_keeps_the_job_running(monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]) -> None:
+    steps = run_polls(
+        monkeypatch,
+        {"status": "upscaling", "progress": 70},
+        {"status": "upscaling"},
+        {"status": "completed", "url": "https://cdn.test/v.mp4"},
+    )
+    assert [s.action for s in steps] == ["wait", "wait", "publish"]
+    assert steps[0].status == "processing" and steps[0].next_wait_s == 3
+    assert row["status"] == "completed"
+
+
+def test_completed_without_url_is_asked_again_then_fails_with_missing_video_url(
+    monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]
+) -> None:
+    done = {"status": "completed"}
+    steps = run_polls(monkeypatch, {"status": "processing", "progress": 90}, done, done, done)
+    assert [s.action for s in steps] == ["wait", "wait", "wait", "publish"]
+    assert [s.next_wait_s for s in steps[1:3]] == [3, 3]
+    assert row["status"] == "failed"
+    assert row["error"]["code"] == "missing_video_url" and row["error"]["type"] == "api_error"
+    assert row["event"]["data"]["status"] == "failed"
+
+
+def test_a_url_that_lags_its_status_still_completes(monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]) -> None:
+    steps = run_polls(
+        monkeypatch, {"status": "completed", "url": ""}, {"status": "completed", "url": "https://cdn.test/v.mp4"}
+    )
+    assert [s.action for s in steps] == ["wait", "publish"]
+    assert row["status"] == "completed" and row["url"] == "https://cdn.test/v.mp4"
+
+
+def test_retry_after_becomes_the_next_wait_within_bounds(monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]) -> None:
+    steps = run_polls(
+        monkeypatch,
+        UpstreamRetryLater("429", 7.2),
+        UpstreamRetryLater("429", 1),
+        UpstreamRetryLater("429", 3600),
+        UpstreamTransientError("429 without Retry-After"),
+    )
+    assert [s.next_wait_s for s in steps[:3]] == [8, 3, 60]  # rounded up, 3 s floor, PollMaxWaitSeconds cap
+    assert all(s.action == "wait" for s in steps[:3])
+    assert type(steps[3]) is UpstreamTransientError  # no Retry-After: the state machine backs off
+    assert row["poll_count"] == 0  # nothing was learnt, nothing recorded
+
+
+def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
+    monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]
+) -> None:
+    upstream = FakeUpstream(UpstreamTransientError("Router One did not answer the GET in time"))
+    monkeypatch.setattr(tracking, "router_one", lambda: upstream)
+    state = {
+        "task_id": TASK,
+        "model": "m",
+        "submitted_at": "2026-11-24T20:00:00.000Z",
+        "deadline_at": int(T0.timestamp()),
+        "next_wait_s": 3,
+    }
+    step = tracking.poll_once(state, now=T0 + timedelta(seconds=1))
+    assert step.action == "publish" and row["status"] == "timed_out"
+    assert row["error"]["code"] == "deadline_exceeded" and "in time" in row["error"]["message"]

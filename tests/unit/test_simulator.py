@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge_local.simulator import RouterOneSimulator, parse_directive
+from bridge_local.simulator import ApiError, RouterOneSimulator, parse_directive, parse_faults
+from bridge_local.simulator import main as simulator_main
 
 KEY = "sk-local-simulator"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -441,6 +444,16 @@ def test_config_changes_defaults_and_reset_restores(
         "progress": "linear",
         "error_code": "generation_failed",
         "error_message": "content policy violation",
+        "poll_errors": [],
+        "reset": 0,
+        "malformed": 0,
+        "slow_s": 0.0,
+        "slow_polls": None,
+        "unknown_status": None,
+        "unknown_after": 0.5,
+        "progress_backwards": False,
+        "missing_url": False,
+        "missing_url_polls": None,
     }
 
 
@@ -508,3 +521,331 @@ def test_cli_runs_in_foreground_and_stops_on_ctrl_c() -> None:
     assert proc.returncode == 0
     assert "Traceback" not in err
     assert KEY not in line + out + err
+
+
+# --- fault modes -----------------------------------------------------------------------
+
+
+def status_url(task_id: str) -> str:
+    return f"{SUBMIT}/{task_id}"
+
+
+def faults_served(sim: RouterOneSimulator, task_id: str) -> list[Any]:
+    return [entry["fault"] for entry in sim.task(task_id)["poll_log"]]
+
+
+def test_poll_errors_script_mixes_statuses_retry_after_and_broken_answers(
+    sim: RouterOneSimulator, client: httpx.Client
+) -> None:
+    script = ["429:retry-after=2", "429:retry-after=none", "502", 504, "reset", "truncated", "not_json"]
+    assert client.post("/_sim/next", json={"poll_errors": script}).status_code == 200
+    task_id = submit_ok(client)
+
+    with_header = client.get(status_url(task_id))
+    assert_error(with_header, 429, "rate_limit_error", "rate_limited")
+    assert with_header.headers["retry-after"] == "2"
+    without = client.get(status_url(task_id))
+    assert_error(without, 429, "rate_limit_error", "rate_limited")
+    assert "retry-after" not in without.headers
+    assert_error(client.get(status_url(task_id)), 502, "api_error", "upstream_error")
+    assert_error(client.get(status_url(task_id)), 504, "api_error", "upstream_error")
+    with pytest.raises(httpx.TransportError):
+        client.get(status_url(task_id))
+    truncated = client.get(status_url(task_id))
+    assert truncated.status_code == 200 and truncated.text.startswith('{"task_id"')
+    with pytest.raises(ValueError):
+        truncated.json()
+    not_json = client.get(status_url(task_id))
+    assert not_json.status_code == 200 and not_json.text.startswith("<html>")
+    assert poll(client, task_id)["status"] == "pending"  # script spent: normal again
+
+    record = sim.task(task_id)
+    assert record["polls"] == 8
+    assert record["poll_errors_remaining"] == []
+    assert faults_served(sim, task_id) == [
+        "429:retry-after=2",
+        "429:retry-after=none",
+        502,
+        504,
+        "reset",
+        "truncated",
+        "not_json",
+        None,
+    ]
+    assert record["config"]["poll_errors"] == [
+        "429:retry-after=2",
+        "429:retry-after=none",
+        502,
+        504,
+        "reset",
+        "truncated",
+        "not_json",
+    ]
+
+
+def test_retry_after_can_ride_on_a_5xx_too(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    sim.queue_next(poll_errors=["503:retry-after=7", 503])
+    task_id = submit_ok(client)
+    first = client.get(status_url(task_id))
+    assert first.status_code == 503 and first.headers["retry-after"] == "7"
+    assert "retry-after" not in client.get(status_url(task_id)).headers
+
+
+def test_reset_counter_drops_the_next_polls_without_an_answer(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    sim.queue_next(reset=2)
+    task_id = submit_ok(client)
+    for _ in range(2):
+        with pytest.raises(httpx.TransportError):
+            client.get(status_url(task_id))
+    assert poll(client, task_id)["status"] == "pending"
+    assert sim.task(task_id)["polls"] == 3
+    assert faults_served(sim, task_id) == ["reset", "reset", None]
+    # The server itself is fine: other requests on new connections keep working.
+    assert client.get("/_sim/health").json() == {"ok": True}
+
+
+def test_malformed_counter_alternates_truncated_and_non_json_bodies(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(malformed=3, queue_s=0)
+    task_id = submit_ok(client)
+    clock.advance(4)
+    bodies = [client.get(status_url(task_id)) for _ in range(3)]
+    assert [b.status_code for b in bodies] == [200, 200, 200]
+    for body in bodies:
+        with pytest.raises(ValueError):
+            body.json()
+    assert bodies[0].headers["content-type"] == "application/json"
+    full = json.dumps({"task_id": task_id, "status": "processing", "progress": 50})
+    assert full.startswith(bodies[0].text) and len(bodies[0].text) < len(full)
+    assert bodies[1].headers["content-type"] == "text/html"
+    assert poll(client, task_id) == {"task_id": task_id, "status": "processing", "progress": 50}
+    assert faults_served(sim, task_id) == ["truncated", "not_json", "truncated", None]
+
+
+def test_answer_faults_are_served_in_order_script_then_resets_then_malformed(
+    sim: RouterOneSimulator, client: httpx.Client
+) -> None:
+    sim.queue_next(poll_errors=[503], reset=1, malformed=1)
+    task_id = submit_ok(client)
+    assert sim.task(task_id)["poll_errors_remaining"] == [503, "reset", "truncated"]
+    assert client.get(status_url(task_id)).status_code == 503
+    with pytest.raises(httpx.TransportError):
+        client.get(status_url(task_id))
+    with pytest.raises(ValueError):
+        client.get(status_url(task_id)).json()
+    assert poll(client, task_id)["status"] == "pending"
+
+
+def test_slow_polls_exceed_a_client_timeout_then_answer_promptly(sim: RouterOneSimulator) -> None:
+    sim.queue_next(slow_s=0.6, slow_polls=1)
+    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=0.2) as impatient:
+        task_id = submit_ok(impatient)
+        with pytest.raises(httpx.ReadTimeout):
+            impatient.get(status_url(task_id))
+        assert poll(impatient, task_id)["status"] == "pending"
+    record = sim.task(task_id)
+    assert [entry["delay_s"] for entry in record["poll_log"]] == [0.6, 0.0]
+    assert record["slow_polls_remaining"] == 0
+
+
+def test_slow_answers_every_poll_when_slow_polls_is_null(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    sim.queue_next(slow_s=0.2, poll_errors=[503])
+    task_id = submit_ok(client)
+    started = time.monotonic()
+    assert client.get(status_url(task_id)).status_code == 503  # slow whatever the answer
+    poll(client, task_id)
+    assert time.monotonic() - started >= 0.4
+    assert sim.task(task_id)["slow_polls_remaining"] is None
+
+
+def test_unknown_status_replaces_processing_for_the_later_part_of_the_run(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(queue_s=0, run_s=10, unknown_status="upscaling", unknown_after=0.5)
+    task_id = submit_ok(client)
+    clock.advance(2)
+    assert poll(client, task_id) == {"task_id": task_id, "status": "processing", "progress": 20}
+    clock.advance(4)
+    assert poll(client, task_id) == {"task_id": task_id, "status": "upscaling", "progress": 60}
+    clock.advance(4)
+    assert poll(client, task_id)["status"] == "completed"
+
+
+def test_progress_backwards_drops_once_then_climbs_again_below_its_peak(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(queue_s=0, run_s=10, progress_backwards=True)
+    task_id = submit_ok(client)
+    values = []
+    for _ in range(20):
+        values.append(poll(client, task_id)["progress"])
+        clock.advance(0.5)
+    drops = [(a, b) for a, b in itertools.pairwise(values) if b < a]
+    assert drops == [(55, 20)]
+    assert values[:12] == sorted(values[:12]) and values[12:] == sorted(values[12:])
+    assert max(values[12:]) < 60  # restarted at the same pace: below the old peak to the end
+    assert [entry["progress"] for entry in sim.task(task_id)["poll_log"]] == values
+    assert poll(client, task_id)["status"] == "completed"
+
+
+def test_missing_url_for_good_or_for_the_first_completed_polls(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(queue_s=0, run_s=1, missing_url=True)
+    never = submit_ok(client)
+    sim.queue_next(queue_s=0, run_s=1, missing_url=True, missing_url_polls=2)
+    lagging = submit_ok(client)
+    clock.advance(2)
+    for _ in range(3):
+        assert poll(client, never) == {"task_id": never, "status": "completed"}
+    assert poll(client, lagging) == {"task_id": lagging, "status": "completed"}
+    assert poll(client, lagging) == {"task_id": lagging, "status": "completed"}
+    assert poll(client, lagging)["url"] == f"{sim.url}/files/{lagging}.mp4"
+    assert sim.task(lagging)["missing_url_polls_remaining"] == 0
+    assert client.get(f"/files/{never}.mp4").status_code == 200  # the file exists, the answer lacks it
+
+
+def test_missing_url_polls_are_spent_only_by_completed_answers(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(queue_s=0, run_s=2, missing_url=True, missing_url_polls=1, poll_errors=[500])
+    task_id = submit_ok(client)
+    assert client.get(status_url(task_id)).status_code == 500
+    assert poll(client, task_id)["status"] == "processing"
+    clock.advance(3)
+    assert "url" not in poll(client, task_id)
+    assert "url" in poll(client, task_id)
+
+
+def test_server_default_faults_apply_to_every_new_job_until_reset(
+    sim: RouterOneSimulator, client: httpx.Client
+) -> None:
+    reply = client.post("/_sim/config", json={"reset": 1, "poll_errors": ["429:retry-after=none"]})
+    assert reply.status_code == 200
+    assert reply.json()["config"]["poll_errors"] == ["429:retry-after=none"]
+    assert client.get("/_sim/config").json()["config"]["reset"] == 1
+    first, second = submit_ok(client), submit_ok(client)
+    for task_id in (first, second):
+        assert client.get(status_url(task_id)).status_code == 429
+        with pytest.raises(httpx.TransportError):
+            client.get(status_url(task_id))
+        assert poll(client, task_id)["status"] == "pending"
+    sim.queue_next(reset=0, poll_errors=[])  # one job opts out of the server's faults
+    assert poll(client, submit_ok(client))["status"] == "pending"
+    client.post("/_sim/reset")
+    assert poll(client, submit_ok(client))["status"] == "pending"
+
+
+def test_constructor_faults_are_server_defaults(clock: FakeClock) -> None:
+    with RouterOneSimulator(clock=clock, faults={"malformed": 1}) as faulty:
+        assert faulty.configure()["malformed"] == 1
+        with httpx.Client(base_url=faulty.url, headers=AUTH) as http:
+            task_id = submit_ok(http)
+            with pytest.raises(ValueError):
+                http.get(status_url(task_id)).json()
+    with pytest.raises(ValueError):
+        RouterOneSimulator(faults={"reset": -1})
+    with pytest.raises(ValueError):
+        RouterOneSimulator(faults={"run_s": 3})  # not a fault option
+
+
+def test_directive_scripts_faults(sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock) -> None:
+    prompt = (
+        "a lighthouse [sim queue=0 duration=4 poll_errors=503,429:retry-after=3,reset malformed=1 "
+        "slow_s=0.05 slow_polls=1 unknown_status=upscaling unknown_after=0 missing_url=true missing_url_polls=all]"
+    )
+    task_id = submit_ok(client, prompt)
+    config = sim.task(task_id)["config"]
+    assert config["poll_errors"] == [503, "429:retry-after=3", "reset"]
+    assert config["malformed"] == 1 and config["slow_s"] == 0.05 and config["slow_polls"] == 1
+    assert config["unknown_status"] == "upscaling" and config["unknown_after"] == 0.0
+    assert config["missing_url"] is True and config["missing_url_polls"] is None
+    assert client.get(status_url(task_id)).status_code == 503
+    assert client.get(status_url(task_id)).headers["retry-after"] == "3"
+    with pytest.raises(httpx.TransportError):
+        client.get(status_url(task_id))
+    with pytest.raises(ValueError):
+        client.get(status_url(task_id)).json()
+    assert poll(client, task_id)["status"] == "upscaling"
+    clock.advance(5)
+    assert poll(client, task_id) == {"task_id": task_id, "status": "completed"}
+
+
+def test_parse_faults_reads_directive_syntax() -> None:
+    assert parse_faults("reset=1 slow_s=2 slow_polls=all progress_backwards=yes unknown_status=none") == {
+        "reset": 1,
+        "slow_s": 2.0,
+        "slow_polls": None,
+        "progress_backwards": True,
+        "unknown_status": None,
+    }
+    assert parse_faults("") == {}
+    with pytest.raises(ApiError):
+        parse_faults("duration=3")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"poll_errors": [600]},
+        {"poll_errors": ["600"]},
+        {"poll_errors": ["429:retry-after=soon"]},
+        {"poll_errors": ["429:retry-after=100000"]},
+        {"poll_errors": ["boom"]},
+        {"poll_errors": [True]},
+        {"poll_errors": [None]},
+        {"reset": -1},
+        {"reset": True},
+        {"reset": 1.5},
+        {"malformed": "2"},
+        {"slow_s": -0.1},
+        {"slow_s": 1000},
+        {"slow_s": "2"},
+        {"slow_polls": -1},
+        {"slow_polls": "all"},
+        {"unknown_status": "processing"},
+        {"unknown_status": "Completed"},
+        {"unknown_status": ""},
+        {"unknown_status": "has spaces"},
+        {"unknown_status": 5},
+        {"unknown_after": 1.5},
+        {"unknown_after": None},
+        {"progress_backwards": "yes"},
+        {"progress_backwards": 1},
+        {"missing_url": 1},
+        {"missing_url_polls": -2},
+    ],
+)
+def test_fault_options_are_validated_everywhere(
+    sim: RouterOneSimulator, client: httpx.Client, body: dict[str, Any]
+) -> None:
+    assert_error(client.post("/_sim/next", json=body), 400, "invalid_request_error", "invalid_parameter")
+    assert_error(client.post("/_sim/config", json=body), 400, "invalid_request_error", "invalid_parameter")
+    with pytest.raises(ValueError):
+        sim.queue_next(**body)
+    with pytest.raises(ValueError):
+        sim.configure(**body)
+    assert submit(client).status_code == 202  # nothing half-applied
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "[sim reset=many]",
+        "[sim slow_s=fast]",
+        "[sim missing_url=maybe]",
+        "[sim poll_errors=503,oops]",
+        "[sim unknown_status=pending]",
+        "[sim slow_polls=-1]",
+    ],
+)
+def test_bad_fault_directive_is_400(client: httpx.Client, prompt: str) -> None:
+    assert_error(submit(client, prompt), 400, "invalid_request_error", "invalid_parameter")
+
+
+def test_cli_refuses_bad_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        simulator_main(["--port", "0", "--faults", "reset=lots"])
+    assert exited.value.code == 2
+    assert "--faults" in capsys.readouterr().err

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +44,41 @@ def is_transient(status: int, error: dict[str, Any] | None) -> bool:
     if status == 429 or status >= 500:
         return True
     return bool(error) and (error.get("type") in TRANSIENT_TYPES or error.get("code") in TRANSIENT_CODES)
+
+
+class UpstreamRetryLater(UpstreamTransientError):
+    """A transient refusal (429, 5xx) whose ``Retry-After`` says when to ask again.
+
+    The poll step turns it into a wait of that length; the state machine only ever sees the
+    plain UpstreamTransientError (its Retry matches on that name).
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date); None if absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _readable(seen: UpstreamStatus) -> UpstreamStatus:
+    """A progress that is not a finite number (NaN, Infinity parse as JSON here) counts as absent."""
+    if seen.progress is not None and not math.isfinite(seen.progress):
+        return seen.model_copy(update={"progress": None})
+    return seen
 
 
 def _bare_error(status: int) -> dict[str, Any]:
@@ -88,12 +126,17 @@ class RouterOneClient:
         response = self._send("GET", url, UpstreamTransientError)
         if response.is_success:
             try:
-                return UpstreamStatus.model_validate(response.json())
+                return _readable(UpstreamStatus.model_validate(response.json()))
             except (ValueError, ValidationError):
+                # Not JSON, cut short, or not a status object: the next poll will likely read fine.
                 raise UpstreamTransientError(f"Router One sent an unreadable status ({response.status_code})") from None
         error = error_envelope(response)
         if is_transient(response.status_code, error):
             detail = f"{error['type']}/{error['code']}" if error else "no error envelope"
-            raise UpstreamTransientError(f"Router One answered {response.status_code} ({detail})")
+            message = f"Router One answered {response.status_code} ({detail})"
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            if retry_after is not None:
+                raise UpstreamRetryLater(f"{message}, retry after {retry_after:g} s", retry_after)
+            raise UpstreamTransientError(message)
         # An unknown 4xx is a permanent client error, envelope or not.
         raise UpstreamPermanentError(response.status_code, error or _bare_error(response.status_code))

@@ -1,7 +1,11 @@
-"""One step of a job's poll loop: ask Router One, store what it says, decide what comes next."""
+"""One step of a job's poll loop: ask Router One, store what it says, decide what comes next.
+
+How each upstream fault is handled is written up in docs/upstream-faults.md.
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -14,12 +18,22 @@ from bridge.observability import logger, metrics
 from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.publish import build_outcome_event, detail_type
-from bridge.running_events import running_notice
-from bridge.settings import get_settings
+from bridge.router_one import UpstreamRetryLater
+from bridge.running_events import RunningNotice, running_notice
+from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
 from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.upstream import router_one
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
+
+# Facts the loop carries between polls next to the poll policy's own memory, in the same
+# `poll_memory` object (PollMemory.from_dict reads only its own keys, so these pass through it):
+# the highest progress recorded so far, and how many polls in a row said "completed" without a url.
+PROGRESS_HIGH = "progress_high"
+URL_MISSING_POLLS = "url_missing_polls"
+# A "completed" answer without a url is asked again this many times, at Router One's 3 s floor,
+# before the job ends as failed (missing_video_url): a link that lags its status gets ~6 s to appear.
+MISSING_URL_RETRIES = 2
 
 
 def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopStep:
@@ -33,6 +47,13 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
         if past_deadline:
             return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(str(exc)))
         metrics.add_metric(name="UpstreamTransientErrors", unit="Count", value=1)
+        if isinstance(exc, UpstreamRetryLater):
+            # Step Functions retries at fixed intervals; only this function can wait as long as asked.
+            logger.warning(
+                "upstream asked to retry later; waiting as asked",
+                extra={"task_id": state.task_id, "reason": str(exc), "retry_after_s": exc.retry_after_s},
+            )
+            return _wait_as_asked(state, exc.retry_after_s, now)
         logger.warning("transient poll failure", extra={"task_id": state.task_id, "reason": str(exc)})
         raise UpstreamTransientError(str(exc)) from None
     except UpstreamPermanentError as exc:
@@ -40,7 +61,9 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
         return _finish(state, JobStatus.FAILED, now, error=exc.error)
 
     if seen.status == JobStatus.COMPLETED:
-        return _finish(state, JobStatus.COMPLETED, now, url=seen.url)
+        if isinstance(seen.url, str) and seen.url.strip():
+            return _finish(state, JobStatus.COMPLETED, now, url=seen.url)
+        return _completed_without_url(state, seen, now, past_deadline=past_deadline)
     if seen.status == JobStatus.FAILED:
         return _finish(state, JobStatus.FAILED, now, error=_upstream_failure(seen))
     if past_deadline:
@@ -52,11 +75,20 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
     status = RUNNING_STATUSES.get(seen.status)
     if status is None:
         # Router One may add statuses; treat the unknown as still running rather than guess an end.
+        metrics.add_metric(name="UpstreamUnknownStatus", unit="Count", value=1)
         logger.warning(
             "unknown upstream status, still polling", extra={"task_id": state.task_id, "status": seen.status}
         )
         status = JobStatus.PROCESSING
-    progress = None if seen.progress is None else max(0, min(100, int(seen.progress)))
+    reported = None if seen.progress is None else max(0, min(100, int(seen.progress)))
+    # The job record never shows progress going down: an upstream restart (60 -> 20) keeps 60
+    # until Router One passes it again. The poll policy still gets the value reported.
+    progress = _highest(reported, _progress_high(state))
+    if reported is not None and progress != reported:
+        logger.info(
+            "upstream progress went backwards; keeping the highest",
+            extra={"task_id": state.task_id, "reported": reported, "kept": progress},
+        )
     previous = jobs.record_progress(
         state.task_id,
         status=status.value,
@@ -66,16 +98,68 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         execution_id=state.execution_id,
     )
     if previous is None:
-        # The job already ended elsewhere (canceled, or another execution recorded its outcome).
-        logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
-        return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
+        return _already_ended(state, status)
     notice = running_notice(previous, state=state, status=status, progress=progress, now=now)
 
+    memory, wait = _next_wait(state, status, reported, now)
+    # Should the carried high have been lost, the row's value restores it from the next poll on.
+    high = _highest(progress, _as_progress(previous.get("progress")))
+    carried = memory.to_dict() | ({PROGRESS_HIGH: high} if high is not None else {})
+    return _loop_step(state, memory=carried, wait=wait, status=status, notice=notice)
+
+
+def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime, *, past_deadline: bool) -> LoopStep:
+    """Router One says completed but gives no url: ask again a couple of times, then fail clearly."""
+    missing = int(state.poll_memory.get(URL_MISSING_POLLS) or 0) + 1
+    if missing > MISSING_URL_RETRIES or past_deadline:
+        metrics.add_metric(name="UpstreamMissingUrl", unit="Count", value=1)
+        logger.error("upstream completed without a video url; job fails", extra={"task_id": state.task_id})
+        return _finish(state, JobStatus.FAILED, now, error=_missing_url_error(missing))
+    logger.warning(
+        "upstream completed without a video url; asking again", extra={"task_id": state.task_id, "answers": missing}
+    )
+    previous = jobs.record_progress(
+        state.task_id,
+        status=JobStatus.PROCESSING.value,
+        progress=_progress_high(state),
+        upstream_status=seen.status,
+        now=now,
+        execution_id=state.execution_id,
+    )
+    if previous is None:
+        return _already_ended(state, JobStatus.PROCESSING)
+    wait = next_wait_seconds(MIN_POLL_INTERVAL_S, seconds_to_deadline=state.deadline_at - now.timestamp())
+    return _loop_step(
+        state, memory=state.poll_memory | {URL_MISSING_POLLS: missing}, wait=wait, status=JobStatus.PROCESSING
+    )
+
+
+def _wait_as_asked(state: LoopState, retry_after_s: float, now: datetime) -> LoopStep:
+    """Poll again after Retry-After: never under the 3 s floor, at most the longest wait the loop
+    uses anyway (PollMaxWaitSeconds, or the fixed interval if longer), never past the deadline."""
     settings = get_settings()
+    longest = max(settings.poll_max_wait_seconds, settings.poll_interval_seconds)
+    asked = min(math.ceil(retry_after_s), longest)
+    wait = next_wait_seconds(asked, seconds_to_deadline=state.deadline_at - now.timestamp())
+    started = PollMemory.from_dict(state.poll_memory).processing_since_s is not None
+    status = JobStatus.PROCESSING if started else JobStatus.PENDING
+    return _loop_step(state, memory=state.poll_memory, wait=wait, status=status)
+
+
+def _loop_step(
+    state: LoopState,
+    *,
+    memory: dict[str, Any],
+    wait: int,
+    status: JobStatus,
+    notice: RunningNotice | None = None,
+) -> LoopStep:
+    """Poll again after `wait` seconds, in this execution or, past its poll budget, a fresh one."""
+    settings = get_settings()
+    notice = notice or RunningNotice()
     polls = state.polls_in_execution + 1
-    memory, wait = _next_wait(state, status, progress, now)
     step = state.model_dump() | {
-        "poll_memory": memory.to_dict(),
+        "poll_memory": memory,
         "next_wait_s": wait,
         "polls_in_execution": polls,
         "status": status.value,
@@ -93,6 +177,27 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
     else:
         step["action"] = "wait"
     return LoopStep.model_validate(step)
+
+
+def _already_ended(state: LoopState, status: JobStatus) -> LoopStep:
+    # The job already ended elsewhere (canceled, or another execution recorded its outcome).
+    logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
+    return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
+
+
+def _progress_high(state: LoopState) -> int | None:
+    return _as_progress(state.poll_memory.get(PROGRESS_HIGH))
+
+
+def _as_progress(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return max(0, min(100, int(value)))
+
+
+def _highest(*values: int | None) -> int | None:
+    known = [value for value in values if value is not None]
+    return max(known) if known else None
 
 
 def _next_wait(state: LoopState, status: JobStatus, progress: int | None, now: datetime) -> tuple[PollMemory, int]:
@@ -191,6 +296,14 @@ def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:
         return {"message": str(seen.error.get("message") or "generation failed"), **seen.error}
     reason = str(seen.error) if seen.error else "generation failed"
     return {"message": reason, "type": "generation_error", "code": "generation_failed"}
+
+
+def _missing_url_error(answers: int) -> dict[str, Any]:
+    return {
+        "message": f"Router One reported the generation completed but sent no video url ({answers} answers in a row)",
+        "type": "api_error",
+        "code": "missing_video_url",
+    }
 
 
 def _deadline_error(last_seen: str) -> dict[str, Any]:
