@@ -36,18 +36,27 @@ TERMINAL_TYPES = {f"video.generation.{s}" for s in ("completed", "failed", "time
 
 def job_directive(rng: random.Random, faults: Sequence[str]) -> str:
     """A `[sim …]` directive: a short job, sometimes failing, with some of `faults` mixed in."""
-    parts = [f"duration={rng.uniform(0.5, 4.0):.1f}", f"queue={rng.uniform(0.0, 1.0):.1f}"]
+    parts = [f"duration={rng.uniform(1.0, 6.0):.1f}", f"queue={rng.uniform(0.0, 1.0):.1f}"]
     if rng.random() < 0.15:
         parts.append("outcome=failed")
     parts.append(f"progress={rng.choice(['linear', 'stepped', 'none'])}")
     for fault in faults:
-        if rng.random() < 0.3:
+        if rng.random() < 0.2:
             parts.append(fault)
     return "[sim " + " ".join(parts) + "]"
 
 
 # Upstream faults the simulator understands in a directive, each one the bridge has to survive.
-DEFAULT_UPSTREAM_FAULTS = ("poll_errors=500,503", "poll_errors=429")
+DEFAULT_UPSTREAM_FAULTS = (
+    "poll_errors=500,503",
+    "poll_errors=429:retry-after=none,429:retry-after=2",
+    "reset=1",
+    "malformed=1",
+    "slow_s=1.5 slow_polls=1",
+    "unknown_status=upscaling",
+    "progress_backwards=true",
+    "missing_url=true missing_url_polls=1",
+)
 
 
 # --------------------------------------------------------------------------- the report
