@@ -2,6 +2,12 @@
 
 moto does not run API Gateway → Lambda proxy integrations, so this does the job
 `sam local start-api` does: HTTP request → proxy event → handler → HTTP response.
+
+What API Gateway refuses before any function runs is refused here too, in Router One's error
+envelope: bodies over its 10 MB payload limit (413), unreadable framing (400: a bad or conflicting
+Content-Length, a broken chunked body; 501 for other transfer codings), and whatever http.server
+itself rejects (a malformed request line, an over-long URI or header, an unknown method). Bodies
+may come with Content-Length or chunked; the handler sees the decoded bytes as one body.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -27,6 +34,20 @@ from bridge_local.emulator import ACCOUNT_ID, LambdaContext
 Handler = Callable[[Any, Any], Any]
 
 INTERNAL_ERROR = {"error": {"message": "internal error", "type": "api_error", "code": "internal_error"}}
+# API Gateway REST's payload limit: larger requests never reach the function.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Past the limit the body is still read (and dropped) up to this much, so the client, which sends
+# its whole body before it reads, gets the 413 instead of a reset connection; beyond it we hang up.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
+_CHUNK_SIZE_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_TRANSPORT_CODES = {
+    400: "bad_request",
+    413: "request_too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    501: "not_implemented",
+    505: "http_version_not_supported",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,88 @@ def _match(routes: Sequence[ApiRoute], method: str, path: str) -> tuple[_Match |
 
 def _not_found(message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": "not_found"}}).encode()
+
+
+def _transport_error(status: int, message: str) -> bytes:
+    kind = "api_error" if status >= 500 else "invalid_request_error"
+    code = _TRANSPORT_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+    return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
+
+
+class TransportError(Exception):
+    """The request itself is unreadable or too large: answered by the front, as API Gateway would."""
+
+    def __init__(self, status: int, message: str, *, keep_alive: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.keep_alive = keep_alive  # the whole request was read: the connection can serve another
+
+
+def read_body(request: BaseHTTPRequestHandler, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The request body by Content-Length or chunked framing, at most `limit` bytes."""
+    encoding = request.headers.get("Transfer-Encoding")
+    if encoding is not None:
+        if encoding.strip().lower() != "chunked":
+            raise TransportError(501, f"Transfer-Encoding {encoding[:40]!r} is not supported")
+        return _read_chunked(request, limit)
+    lengths = {value.strip() for value in request.headers.get_all("Content-Length") or []}
+    if not lengths:
+        return b""
+    if len(lengths) > 1 or not all(value.isascii() and value.isdigit() for value in lengths):
+        raise TransportError(400, "Content-Length is not a single non-negative number")
+    length = int(lengths.pop())
+    if length > limit:
+        drained = _discard(request, length) if length <= MAX_DRAIN_BYTES else 0
+        raise TransportError(413, f"the request body is larger than {limit} bytes", keep_alive=drained == length)
+    body = request.rfile.read(length)
+    if len(body) < length:
+        raise TransportError(400, "the request body is shorter than its Content-Length")
+    return body
+
+
+def _discard(request: BaseHTTPRequestHandler, length: int) -> int:
+    done = 0
+    while done < length:
+        piece = request.rfile.read(min(65536, length - done))
+        if not piece:
+            break
+        done += len(piece)
+    return done
+
+
+def _read_chunked(request: BaseHTTPRequestHandler, limit: int) -> bytes:
+    body = bytearray()
+    seen = 0
+    while True:
+        line = request.rfile.readline(1024)
+        size_text = line.split(b";", 1)[0].strip()
+        if not line.endswith(b"\n") or not _CHUNK_SIZE_LINE.fullmatch(size_text):
+            raise TransportError(400, "malformed chunked request body")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        seen += size
+        if seen > MAX_DRAIN_BYTES:
+            raise TransportError(413, f"the request body is larger than {limit} bytes")
+        if seen > limit:
+            if _discard(request, size) < size:
+                raise TransportError(400, "the request body ended inside a chunk")
+        else:
+            chunk = request.rfile.read(size)
+            if len(chunk) < size:
+                raise TransportError(400, "the request body ended inside a chunk")
+            body += chunk
+        if request.rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise TransportError(400, "malformed chunked request body")
+    for _ in range(100):  # trailer fields, up to the blank line
+        if request.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+            break
+    else:
+        raise TransportError(400, "too many trailer fields")
+    if seen > limit:
+        raise TransportError(413, f"the request body is larger than {limit} bytes", keep_alive=True)
+    return bytes(body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -132,11 +235,28 @@ class ApiFront:
                     if name.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # http.server's own refusals (bad request line, 414, 431, unknown method) get the
+                # JSON envelope too, not its HTML page.
+                self.close_connection = True
+                if self.request_version == "HTTP/0.9":
+                    self.request_version = "HTTP/1.0"  # an unparsable request line: still answer with headers
+                body = _transport_error(code, message or HTTPStatus(code).phrase)
+                self.send_response(code, message)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the local run prints events, not access logs
@@ -173,9 +293,13 @@ class ApiFront:
         split = urlsplit(request.path)
         path = unquote(split.path) or "/"
         method = request.command.upper()
-        length = int(request.headers.get("Content-Length") or 0)
-        raw_body = request.rfile.read(length) if length else b""
         request_id = str(uuid.uuid4())
+        try:
+            raw_body = read_body(request)
+        except TransportError as exc:
+            request.close_connection = request.close_connection or not exc.keep_alive
+            headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
+            return exc.status, headers, _transport_error(exc.status, exc.message)
 
         found, path_known = _match(self.routes, method, path)
         handler = (found.route.handler or self.handler) if found else None

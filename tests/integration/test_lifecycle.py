@@ -76,6 +76,7 @@ def test_list_is_newest_first_filtered_and_paginated(bridge: LocalBridge) -> Non
         ({"limit": "101"}, "limit"),
         ({"limit": "x"}, "limit"),
         ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": "eyJmb28iOiAiYmFyIn0"}, "cursor"),  # {"foo": "bar"}: JSON, but not a key of ours
     ],
 )
 def test_bad_list_parameters_are_400s_naming_them(bridge: LocalBridge, params: dict[str, str], param: str) -> None:

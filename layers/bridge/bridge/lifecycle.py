@@ -129,6 +129,12 @@ def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):
         key = None
-    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+    # Only the keys of the list indexes: DynamoDB refuses any other start key (a 500 otherwise).
+    allowed = ({"task_id", "kind", "created_at"}, {"task_id", "status", "created_at"})
+    if (
+        not isinstance(key, dict)
+        or set(key) not in allowed
+        or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in key.values())
+    ):
         raise InvalidRequest("'cursor' is not a cursor this API returned", param="cursor")
     return key

@@ -3,18 +3,80 @@
 from __future__ import annotations
 
 import json
+import math
+from decimal import Decimal, DecimalException
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 MAX_METADATA_BYTES = 2048
+# Metadata is stored as a DynamoDB map (32 levels at most, counting the row around it) and echoed in
+# every event; 16 levels is far more than an order id or a few tags need.
+MAX_METADATA_DEPTH = 16
 MAX_CALLBACK_URL_LENGTH = 2048
+# Prompts are a scene description, not a document; 10,000 characters is several pages of text and
+# keeps the stored job row (which holds the request) far below DynamoDB's 400 KB item limit.
+MAX_PROMPT_LENGTH = 10_000
+MAX_MODEL_LENGTH = 256
+# Router One's models make clips of seconds ("commonly 4, 5, 6, 8"); an hour is beyond any of them,
+# and the bound keeps the number storable (DynamoDB numbers have 38 digits).
+MAX_DURATION_SECONDS = 3600
+
+
+def _plain_text(value: str) -> str:
+    """Text every hop can carry: no NUL (C strings, logs and many stores choke on it) and no
+    unpaired surrogates (JSON's "\\ud800" escape parses to one; it has no UTF-8 encoding)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
+    return value
+
+
+def _storable_number(value: int | float) -> None:
+    # DynamoDB keeps 38 significant digits between 1E-130 and 1E+126; anything else fails the write
+    # after Router One has already accepted (and billed) the job.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    try:
+        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float) else value)
+    except DecimalException:
+        raise ValueError("numbers must have at most 38 significant digits and fit DynamoDB's range") from None
+
+
+def _check_json_tree(value: Any) -> None:
+    """Walk a metadata object without recursion: depth, keys, text and numbers every store accepts."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"must nest at most {MAX_METADATA_DEPTH} levels deep")
+            if isinstance(node, dict):
+                for key in node:
+                    if not isinstance(key, str) or not key:
+                        raise ValueError("keys must be non-empty strings")
+                    _plain_text(key)
+            children = node.values() if isinstance(node, dict) else node
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(node, str):
+            _plain_text(node)
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int | float):
+            _storable_number(node)
+        else:
+            raise ValueError("must hold only JSON values")
 
 
 def _small_object(value: dict[str, Any]) -> dict[str, Any]:
     # Echoed in every event: keep it small enough for SNS attributes, rows and webhook bodies.
+    _check_json_tree(value)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
     return value
@@ -27,7 +89,8 @@ def _http_uri(value: str) -> str:
     return value
 
 
-HttpUri = Annotated[str, AfterValidator(_http_uri)]
+Text = Annotated[str, AfterValidator(_plain_text)]
+HttpUri = Annotated[str, AfterValidator(_plain_text), AfterValidator(_http_uri)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_small_object)]
 
 
@@ -53,18 +116,22 @@ class GenerationRequest(BaseModel):
     # Strict: "5" is not a duration and 5 is not a prompt. Unknown fields are refused, not dropped.
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    model: str = Field(min_length=1, description="A Router One model id with video capability")
-    prompt: str = Field(min_length=1, description="Scene, camera movement, style")
-    duration: int | None = Field(default=None, gt=0, description="Seconds; allowed values depend on the model")
-    size: str | None = Field(default=None, min_length=1, description="Resolution such as 720p or 1080p")
+    model: Text = Field(
+        min_length=1, max_length=MAX_MODEL_LENGTH, description="A Router One model id with video capability"
+    )
+    prompt: Text = Field(min_length=1, max_length=MAX_PROMPT_LENGTH, description="Scene, camera movement, style")
+    duration: int | None = Field(
+        default=None, gt=0, le=MAX_DURATION_SECONDS, description="Seconds; allowed values depend on the model"
+    )
+    size: Text | None = Field(default=None, min_length=1, description="Resolution such as 720p or 1080p")
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
-    negative_prompt: str | None = None
+    negative_prompt: Text | None = Field(default=None, max_length=MAX_PROMPT_LENGTH, description="What to avoid")
     image_url: HttpUri | None = Field(default=None, description="Reference image, http(s), at most 20 MB")
     image_urls: list[HttpUri] | None = Field(default=None, max_length=3, description="Up to 3 reference images")
-    input_reference: str | None = None
+    input_reference: Text | None = None
 
     # The bridge's own extras: where to push events, which ones, and what to echo back.
-    callback_url: str | None = Field(
+    callback_url: Text | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_CALLBACK_URL_LENGTH,
