@@ -272,6 +272,8 @@ def row(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """One job row in memory behind the jobs-module calls the poll step makes; fixed 3 s polling."""
     monkeypatch.setenv("POLLING_POLICY", "fixed")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "3")
+    # The integration session lowers this to 3 for its own jobs; these steps must never roll over.
+    monkeypatch.setenv("MAX_POLLS_PER_EXECUTION", "500")
     settings.get_settings.cache_clear()
     job: dict[str, Any] = {"task_id": TASK, "status": "pending", "progress": None, "poll_count": 0}
 
