@@ -9,7 +9,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,25 @@ def bridge() -> Iterator[LocalBridge]:
             signing_secret=signing["current"],
         )
     _forget_cached_clients()
+
+
+@contextmanager
+def bridge_settings(**env: str) -> Iterator[None]:
+    """Run the in-process handlers with some settings changed (by env variable name), then restore."""
+    from bridge.settings import get_settings
+
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
 
 
 def _forget_cached_clients() -> None:

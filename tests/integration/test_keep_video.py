@@ -12,7 +12,7 @@ import pytest
 
 from bridge_local.simulator import FAKE_MP4
 
-from .conftest import LocalBridge
+from .conftest import LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +47,9 @@ def test_a_failed_job_has_nothing_to_keep(bridge: LocalBridge) -> None:
 
 
 @pytest.fixture
-def tiny_video_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from bridge.settings import get_settings
-
-    monkeypatch.setenv("MAX_VIDEO_BYTES", "10")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def tiny_video_limit() -> Iterator[None]:
+    with bridge_settings(MAX_VIDEO_BYTES="10"):
+        yield
 
 
 def test_a_video_over_the_size_cap_is_not_kept_but_the_completion_still_goes_out(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import LocalBridge
+from .conftest import LocalBridge, bridge_settings
 from .test_webhooks import submit_with_callback
 
 pytestmark = pytest.mark.integration
@@ -124,14 +125,9 @@ def test_a_failed_submit_is_not_remembered_under_its_key(bridge: LocalBridge) ->
 
 
 @pytest.fixture
-def eta_policy(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from bridge.settings import get_settings
-
-    monkeypatch.setenv("POLLING_POLICY", "eta")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def eta_policy() -> Iterator[None]:
+    with bridge_settings(POLLING_POLICY="eta"):
+        yield
 
 
 def test_eta_policy_drives_the_real_loop_and_feeds_the_models_history(bridge: LocalBridge, eta_policy: Any) -> None:
@@ -162,14 +158,9 @@ def test_eta_policy_drives_the_real_loop_and_feeds_the_models_history(bridge: Lo
 
 
 @pytest.fixture
-def running_events_on_bus(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from bridge.settings import get_settings
-
-    monkeypatch.setenv("PUBLISH_RUNNING_EVENTS", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def running_events_on_bus() -> Iterator[None]:
+    with bridge_settings(PUBLISH_RUNNING_EVENTS="true"):
+        yield
 
 
 def test_started_and_progress_reach_sns_and_eventbridge_when_enabled(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from standardwebhooks import Webhook
 
 from bridge_local.receiver import Reply
 
-from .conftest import LocalBridge
+from .conftest import LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -269,14 +270,9 @@ INTERNAL_CALLBACKS = [
 
 
 @pytest.fixture
-def loopback_not_allowed(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from bridge.settings import get_settings
-
-    monkeypatch.setenv("WEBHOOK_ALLOW_LOOPBACK", "false")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def loopback_not_allowed() -> Iterator[None]:
+    with bridge_settings(WEBHOOK_ALLOW_LOOPBACK="false"):
+        yield
 
 
 @pytest.mark.parametrize("callback_url", INTERNAL_CALLBACKS)
