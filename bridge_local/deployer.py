@@ -729,3 +729,16 @@ def deploy(
     if observers:
         create_observers(aws, stack)
     return stack
+
+
+def put_router_one_key(aws: EmbeddedAws, stack: DeployedStack, api_key: str) -> None:
+    """Store the upstream key the way an operator does after a deploy (see README)."""
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": api_key})
+    )
+
+
+def webhook_signing_secret(aws: EmbeddedAws, stack: DeployedStack) -> str:
+    """The `current` webhook signing secret the stack generated (what receivers verify with)."""
+    answer = aws.client("secretsmanager").get_secret_value(SecretId=stack.resources["WebhookSigningSecret"])
+    return str(json.loads(answer["SecretString"])["current"])

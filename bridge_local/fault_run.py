@@ -12,7 +12,6 @@ channel (after deduplication by id) and none is lost.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import secrets
 import sys
@@ -211,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     from bridge_local.api_front import ApiFront
-    from bridge_local.deployer import deploy
+    from bridge_local.deployer import deploy, put_router_one_key, webhook_signing_secret
     from bridge_local.emulator import EmbeddedAws, PublishFaults, install_publish_faults
     from bridge_local.receiver import WebhookReceiver
     from bridge_local.simulator import RouterOneSimulator
@@ -239,15 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "WebhookRetrySchedule": "1,2,4",
             },
         )
-        aws.client("secretsmanager").put_secret_value(
-            SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": upstream_key})
-        )
-        signing = json.loads(
-            aws.client("secretsmanager").get_secret_value(SecretId=stack.resources["WebhookSigningSecret"])[
-                "SecretString"
-            ]
-        )
-        receiver = WebhookReceiver([signing["current"]]).start()
+        put_router_one_key(aws, stack, upstream_key)
+        receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()
         cleanup.callback(receiver.stop)
         for poller in start_pollers(stack.event_sources, stack.region):
             cleanup.callback(poller.stop)

@@ -21,7 +21,13 @@ from types import FrameType
 from typing import Any
 
 from bridge_local.api_front import ApiFront
-from bridge_local.deployer import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE, deploy
+from bridge_local.deployer import (
+    DEFAULT_STACK_NAME,
+    DEFAULT_TEMPLATE,
+    deploy,
+    put_router_one_key,
+    webhook_signing_secret,
+)
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
 from bridge_local.schedules import start_schedulers
@@ -168,19 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 },
                 stack_name=args.stack_name,
             )
-            aws.client("secretsmanager").put_secret_value(
-                SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": api_key})
-            )
+            put_router_one_key(aws, stack, api_key)
             for poller in start_pollers(stack.event_sources, stack.region):
                 cleanup.callback(poller.stop)
             for scheduler in start_schedulers(stack.schedules, stack.region):
                 cleanup.callback(scheduler.stop)
             receiver_url = None
             if args.receiver_port >= 0:
-                signing = aws.client("secretsmanager").get_secret_value(
-                    SecretId=stack.resources["WebhookSigningSecret"]
-                )
-                secret = json.loads(signing["SecretString"])["current"]
+                secret = webhook_signing_secret(aws, stack)
 
                 def show_webhook(record: ReceivedWebhook) -> None:
                     with print_lock:

@@ -3,7 +3,6 @@ resources, the real handlers and the HTTP front, built once per session."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from bridge_local.api_front import ApiFront
-from bridge_local.deployer import DeployedStack, deploy
+from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
@@ -157,16 +156,10 @@ def bridge() -> Iterator[LocalBridge]:
                 "KeepVideos": "true",
             },
         )
-        aws.client("secretsmanager").put_secret_value(
-            SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": ROUTER_ONE_KEY})
-        )
-        signing = json.loads(
-            aws.client("secretsmanager").get_secret_value(SecretId=stack.resources["WebhookSigningSecret"])[
-                "SecretString"
-            ]
-        )
+        put_router_one_key(aws, stack, ROUTER_ONE_KEY)
+        signing_secret = webhook_signing_secret(aws, stack)
         _forget_cached_clients()
-        receiver = WebhookReceiver([signing["current"]]).start()
+        receiver = WebhookReceiver([signing_secret]).start()
         cleanup.callback(receiver.stop)
         for poller in start_pollers(stack.event_sources, stack.region):
             cleanup.callback(poller.stop)
@@ -186,7 +179,7 @@ def bridge() -> Iterator[LocalBridge]:
             api=api,
             events=events,
             receiver=receiver,
-            signing_secret=signing["current"],
+            signing_secret=signing_secret,
         )
     _forget_cached_clients()
 
