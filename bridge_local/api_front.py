@@ -243,6 +243,13 @@ class ApiFront:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, made-up ones) is a route miss answered with the
+                # envelope, not http.server's 501: no route declares it.
+                if name.startswith("do_"):
+                    return self.handle_any
+                raise AttributeError(name)
+
             def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
                 # http.server's own refusals (bad request line, 414, 431, unknown method) get the
                 # JSON envelope too, not its HTML page.
@@ -370,8 +377,9 @@ class ApiFront:
                 },
                 "resourcePath": found.route.resource,
                 "httpMethod": method,
-                # On AWS the request context path carries the stage prefix.
-                "path": f"/{self.stage}{path}",
+                # The path as the caller sent it: on AWS the stage (or a base path) precedes the
+                # resource path; the local URL has neither.
+                "path": path,
                 "protocol": request.request_version,
                 "domainName": request.headers.get("Host", ""),
             },

@@ -34,6 +34,7 @@ DEFAULT_STACK_NAME = "video-bridge-local"
 # Creation order by type; anything a later type refers to exists (or has a known id) by then.
 _ORDER = [
     "AWS::Serverless::LayerVersion",
+    "AWS::KMS::Key",
     "AWS::DynamoDB::Table",
     "AWS::SNS::Topic",
     "AWS::Events::EventBus",
@@ -52,6 +53,13 @@ _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
 
 class DeployError(RuntimeError):
     """The template uses something this local deployer does not know how to create."""
+
+
+class _NoValue:
+    """AWS::NoValue: the property (or list item) it stands for is left out."""
+
+
+NO_VALUE = _NoValue()
 
 
 @dataclass(frozen=True)
@@ -133,13 +141,38 @@ class _Resolver:
             "AWS::StackName": stack_name,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": "",
         }
         self.parameters = parameters
         self.refs: dict[str, str] = {}
         self.attrs: dict[str, dict[str, str]] = {}
+        self.conditions: dict[str, bool] = {}
 
-    def ref(self, name: str) -> str:
+    def evaluate_conditions(self, definitions: Mapping[str, Any]) -> None:
+        """The template's Conditions section (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+        pending = dict(definitions)
+
+        def truth(expression: Any) -> bool:
+            (key, arg), *_ = expression.items()
+            if key == "Condition":
+                if arg not in self.conditions:
+                    self.conditions[arg] = truth(pending[arg])
+                return self.conditions[arg]
+            if key == "Fn::Equals":
+                return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+            if key == "Fn::Not":
+                return not truth(arg[0])
+            if key == "Fn::And":
+                return all(truth(a) for a in arg)
+            if key == "Fn::Or":
+                return any(truth(a) for a in arg)
+            raise DeployError(f"condition function {key} is not supported by the local deployer")
+
+        for name in pending:
+            truth({"Condition": name})
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         for table in (self.pseudo, self.parameters, self.refs):
             if name in table:
                 return table[name]
@@ -166,11 +199,16 @@ class _Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             key, arg = next(iter(value.items()))
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                if name not in self.conditions:
+                    raise DeployError(f"Fn::If names an unknown condition {name!r}")
+                return self.resolve(when_true if self.conditions[name] else when_false)
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -186,7 +224,8 @@ class _Resolver:
                 return self.resolve(arg[1])[int(self.resolve(arg[0]))]
             if key.startswith("Fn::") or key == "Condition":
                 raise DeployError(f"intrinsic {key} is not supported by the local deployer")
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
 
 def _as_env_string(value: Any) -> str:
@@ -409,6 +448,15 @@ class _Deployer:
         self.r.refs[logical_id] = arn
         self.r.attrs[logical_id] = {"Id": arn}
 
+    def kms_key(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        kms = self.aws.client("kms")
+        metadata = kms.create_key(Description=p.get("Description", logical_id), KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+        if p.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        self.r.refs[logical_id] = metadata["KeyId"]
+        self.r.attrs[logical_id] = {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+
     def queue(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
         name = p.get("QueueName") or self.physical_name(logical_id)
@@ -589,7 +637,12 @@ class _Deployer:
     # ----------------------------------------------------------------- driver
 
     def run(self) -> DeployedStack:
-        resources: dict[str, Any] = self.template.get("Resources") or {}
+        self.r.evaluate_conditions(self.template.get("Conditions") or {})
+        resources: dict[str, Any] = {
+            logical_id: res
+            for logical_id, res in (self.template.get("Resources") or {}).items()
+            if "Condition" not in res or self.r.conditions[res["Condition"]]
+        }
         unknown = {r["Type"] for r in resources.values()} - set(_ORDER)
         if unknown:
             raise DeployError(f"resource types not supported locally: {sorted(unknown)}")
@@ -603,6 +656,7 @@ class _Deployer:
             "AWS::SNS::Topic": self.topic,
             "AWS::Events::EventBus": self.event_bus,
             "AWS::SecretsManager::Secret": self.secret,
+            "AWS::KMS::Key": self.kms_key,
             "AWS::S3::Bucket": self.bucket,
             "AWS::S3::BucketPolicy": self.bucket_policy,
             "AWS::CloudWatch::Alarm": self.alarm,
@@ -651,6 +705,8 @@ class _Deployer:
 
         outputs: dict[str, str] = {}
         for name, spec in (self.template.get("Outputs") or {}).items():
+            if "Condition" in spec and not self.r.conditions[spec["Condition"]]:
+                continue
             try:
                 outputs[name] = str(self.r.resolve(spec["Value"]))
             except DeployError:

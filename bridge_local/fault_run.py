@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import sys
 import threading
 import time
@@ -207,56 +206,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
-    import os
+    from bridge_local.emulator import PublishFaults, install_publish_faults
+    from bridge_local.local_stack import start_local_stack
 
-    from bridge_local.api_front import ApiFront
-    from bridge_local.deployer import deploy, put_router_one_key, webhook_signing_secret
-    from bridge_local.emulator import EmbeddedAws, PublishFaults, install_publish_faults
-    from bridge_local.receiver import WebhookReceiver
-    from bridge_local.simulator import RouterOneSimulator
-    from bridge_local.sqs_poller import start_pollers
-    from bridge_local.tail import EventTail
-
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    api_key = f"vb-fault-{secrets.token_hex(8)}"
-    upstream_key = f"sk-fault-{secrets.token_hex(8)}"
     index = _EventIndex()
     with ExitStack() as cleanup:
-        simulator = RouterOneSimulator(api_key=upstream_key).start()
-        cleanup.callback(simulator.stop)
-        aws = EmbeddedAws().start()
-        cleanup.callback(aws.stop)
-        stack = deploy(
-            aws,
+        local = start_local_stack(
+            cleanup,
             parameters={
-                "RouterOneBaseUrl": simulator.url,
                 "PollIntervalSeconds": "3",
                 "PollingPolicy": "fixed",
                 "LogLevel": "ERROR",
                 "WebhookAllowLoopback": "true",
                 "WebhookRetrySchedule": "1,2,4",
             },
+            on_event=index.add,
+            name="fault",
         )
-        put_router_one_key(aws, stack, upstream_key)
-        receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()
-        cleanup.callback(receiver.stop)
-        for poller in start_pollers(stack.event_sources, stack.region):
-            cleanup.callback(poller.stop)
-        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], index.add).start()
-        cleanup.callback(tail.stop)
-        front = ApiFront(stack.api_front_handler([api_key]), stack.api_routes, stage=stack.stage).start()
-        cleanup.callback(front.stop)
         faults = PublishFaults(rate=args.publish_fault_rate, seed=args.seed)
         install_publish_faults(faults)
         cleanup.callback(install_publish_faults, None)
         print(f"fault run: {args.jobs} jobs, publish fault rate {args.publish_fault_rate}", flush=True)
         report = run(
-            api_url=front.url,
-            api_key=api_key,
+            api_url=local.api_url,
+            api_key=local.api_key,
             jobs=args.jobs,
             events_for=index.for_task,
-            callback_url=f"{receiver.url}/hooks/fault-run",
+            callback_url=f"{local.receiver.url}/hooks/fault-run",
             timeout_s=args.timeout,
             seed=args.seed,
         )

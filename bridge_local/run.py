@@ -171,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "WebhookAllowLoopback": "true",
                     # Finished videos are copied into the local bucket; the event carries where.
                     "KeepVideos": "true",
+                    # Callers may send their own Router One key (X-Router-One-Key), sealed with KMS.
+                    "CallerRouterOneKeys": "allowed",
                 },
                 stack_name=args.stack_name,
             )

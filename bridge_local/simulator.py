@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import hmac
 import json
 import logging
@@ -135,7 +136,7 @@ _FAULT_KEYS = frozenset(
 _JOB_KEYS = _TIMELINE_KEYS | _FAULT_KEYS
 _DIRECTIVE_KEYS = _JOB_KEYS
 _NEXT_KEYS = _JOB_KEYS | {"task_id"}
-_CONFIG_KEYS = _JOB_KEYS | {"api_key", "insufficient_balance"}
+_CONFIG_KEYS = _JOB_KEYS | {"api_key", "insufficient_balance", "account_keys"}
 
 # Statuses the contract documents; an injected unknown status must be none of them.
 DOCUMENTED_STATUSES = ("pending", "processing", "completed", "failed")
@@ -231,9 +232,12 @@ class ServerConfig:
     job: JobConfig
     api_key: str
     insufficient_balance: bool = False
+    # Keys of other Router One accounts (callers' own keys in pass-through mode). Each account sees
+    # only its own tasks: a poll with another account's key is a 404, as it would be upstream.
+    account_keys: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
-        # The key stays out of every answer and log line.
+        # Keys stay out of every answer and log line.
         return {**self.job.public(), "insufficient_balance": self.insufficient_balance}
 
 
@@ -256,6 +260,10 @@ def _check_value(name: str, value: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise _bad_param(f"{name} must be a non-empty string")
         return value
+    if name == "account_keys":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) and k for k in value):
+            raise _bad_param("account_keys must be a list of non-empty strings")
+        return tuple(value)
     if name == "insufficient_balance":
         if not isinstance(value, bool):
             raise _bad_param("insufficient_balance must be true or false")
@@ -434,6 +442,7 @@ class Job:
     polls: int = 0
     submits: int = 1
     poll_log: list[dict[str, Any]] = field(default_factory=list)
+    account: str = ""  # fingerprint of the key that submitted it
 
     @classmethod
     def new(cls, task_id: str, created_at: float, config: JobConfig, request: dict[str, Any]) -> Job:
@@ -574,6 +583,11 @@ def _check_reference_images(body: dict[str, Any]) -> None:
             )
 
 
+def account_of(api_key: str) -> str:
+    """A short fingerprint naming the account a key belongs to (never the key itself)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
+
+
 class _Engine:
     """All simulator state and rules, independent of HTTP; every table access holds the lock."""
 
@@ -585,16 +599,20 @@ class _Engine:
         self._next: deque[dict[str, Any]] = deque()
         self._jobs: dict[str, Job] = {}
 
-    def _authenticate(self, authorization: str | None) -> None:
+    def _authenticate(self, authorization: str | None) -> str:
+        """The account (a fingerprint of the key) the request is for."""
         with self._lock:
-            key = self._config.api_key
+            keys = (self._config.api_key, *self._config.account_keys)
         scheme, _, token = (authorization or "").partition(" ")
-        # Constant-time compare, and the message never echoes what was sent.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8"), key.encode("utf-8")):
+        sent = token.strip().encode("utf-8")
+        # Constant-time compares, and the message never echoes what was sent.
+        matched = [key for key in keys if hmac.compare_digest(sent, key.encode("utf-8"))]
+        if scheme.lower() != "bearer" or not matched:
             raise ApiError(401, "authentication_error", "invalid_api_key", "invalid or missing API key")
+        return account_of(matched[0])
 
     def submit(self, authorization: str | None, raw_body: bytes) -> dict[str, Any]:
-        self._authenticate(authorization)
+        account = self._authenticate(authorization)
         body = _parse_json_object(raw_body)
         _validate_submit(body)
         directive = parse_directive(body["prompt"])
@@ -616,15 +634,16 @@ class _Engine:
             job_config = _job_config(config.job, {**directive, **queued})
             task_id = forced or f"v_{uuid.uuid4().hex}"
             self._jobs[task_id] = Job.new(task_id, now, job_config, copy.deepcopy(body))
+            self._jobs[task_id].account = account
         return {"task_id": task_id, "status": "pending"}
 
     def poll(self, authorization: str | None, task_id: str, base_url: str) -> PollAnswer:
-        self._authenticate(authorization)
+        account = self._authenticate(authorization)
         if not TASK_ID_RE.fullmatch(task_id):
             raise ApiError(400, "invalid_request_error", "invalid_task_id", "malformed task id")
         with self._lock:
             job = self._jobs.get(task_id)
-            if job is None:
+            if job is None or job.account != account:
                 raise ApiError(404, "invalid_request_error", "task_not_found", "task not found")
             job.polls += 1
             fault = job.next_fault()
@@ -668,6 +687,7 @@ class _Engine:
                 job=job,
                 api_key=checked.get("api_key", self._config.api_key),
                 insufficient_balance=checked.get("insufficient_balance", self._config.insufficient_balance),
+                account_keys=checked.get("account_keys", self._config.account_keys),
             )
             return self._config.public()
 
@@ -699,6 +719,7 @@ class _Engine:
                 "age_s": now - job.created_at,
                 "polls": job.polls,
                 "submits": job.submits,
+                "account": job.account,
                 "poll_errors_remaining": list(job.faults),
                 "slow_polls_remaining": job.slow_left,
                 "missing_url_polls_remaining": job.url_missing_left,

@@ -157,7 +157,8 @@ def test_submitting_the_same_task_twice_starts_one_loop(bridge: LocalBridge) -> 
 @pytest.mark.parametrize(
     ("setup", "body", "status", "code"),
     [
-        ("wrong_key", None, 401, "invalid_api_key"),
+        # The bridge's own Router One key refused: not the caller's fault, so not a 401.
+        ("wrong_key", None, 502, "upstream_authentication_failed"),
         ("no_balance", None, 402, "insufficient_balance"),
         (
             None,

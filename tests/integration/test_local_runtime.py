@@ -431,7 +431,7 @@ def test_api_front_turns_a_get_into_a_rest_proxy_event(front: tuple[ApiFront, li
     context = event["requestContext"]
     assert context["stage"] == "dev"
     assert context["resourcePath"] == "/v1/videos/generations/{task_id}"
-    assert context["path"] == "/dev/v1/videos/generations/v_123"
+    assert context["path"] == "/v1/videos/generations/v_123"  # the URL as sent: no stage locally
     assert context["identity"]["sourceIp"] == "127.0.0.1"
     assert context["requestId"]
 

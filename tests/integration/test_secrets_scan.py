@@ -34,6 +34,7 @@ from .conftest import BRIDGE_API_KEY, ROUTER_ONE_KEY, LocalBridge
 pytestmark = pytest.mark.integration
 
 HOOK_PATH = "/hooks/secret-scan"
+CALLER_ROUTER_ONE_KEY = "sk-caller-own-account-5d1e9b"
 
 
 # --------------------------------------------------------------------------- the scanner
@@ -282,6 +283,13 @@ def run_every_flow(bridge: LocalBridge, api: RecordingApi) -> list[str]:
     assert idempotent.status_code == 202, idempotent.text
     replay = api.request("POST", "/v1/videos/generations", json=fox, headers={"Idempotency-Key": "scan-order-1"})
     assert replay.json() == idempotent.json()
+    # Pass-through: a job on the caller's own Router One key, which must not leak either.
+    bridge.simulator.configure(account_keys=[CALLER_ROUTER_ONE_KEY])
+    bridge.simulator.queue_next(run_s=1.0, queue_s=0.2)
+    own_key = api.request(
+        "POST", "/v1/videos/generations", json=fox, headers={"X-Router-One-Key": CALLER_ROUTER_ONE_KEY}
+    )
+    assert own_key.status_code == 202, own_key.text
     long_running = submit(api, bridge, fox, run_s=60.0, queue_s=0.2)
     canceled = api.request("POST", f"/v1/videos/generations/{long_running}/cancel")
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled", canceled.text
@@ -296,7 +304,8 @@ def run_every_flow(bridge: LocalBridge, api: RecordingApi) -> list[str]:
     assert (private_callback.status_code, not_json.status_code) == (400, 415)
     assert private_callback.json()["error"]["code"] == "invalid_callback_url"
 
-    task_ids = [completed, failed, transient, str(idempotent.json()["task_id"]), long_running]
+    task_ids = [completed, failed, transient, str(idempotent.json()["task_id"]), str(own_key.json()["task_id"])]
+    task_ids.append(long_running)
     for task_id in task_ids:
         bridge.events.wait_for(task_id, timeout=60)
     # The webhook: one failure, the retry delivered; then a redelivery of the same event.
@@ -372,7 +381,11 @@ def test_no_secret_appears_in_anything_the_bridge_emits(
     assert all(task_id in corpus for task_id in task_ids)
 
     # The bridge's own API key (what its callers present) is held to the same rule.
-    forms = secret_forms(ROUTER_ONE_KEY, bridge.signing_secret) | {"bridge-api-key": BRIDGE_API_KEY}
+    forms = secret_forms(ROUTER_ONE_KEY, bridge.signing_secret) | {
+        "bridge-api-key": BRIDGE_API_KEY,
+        "caller-router-one-key": CALLER_ROUTER_ONE_KEY,
+        "caller-router-one-key-base64": base64.b64encode(CALLER_ROUTER_ONE_KEY.encode()).decode().rstrip("="),
+    }
     leaks = scan(blobs, forms)
     assert not leaks, "secrets found:\n" + "\n".join(
         f"- {leak.form} in {leak.source}: …{leak.context}…" for leak in leaks[:20]

@@ -45,7 +45,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[GenerationRequest]:
     """Submit accepts without Router One; the job store knows no job and refuses keys as DynamoDB does."""
     submitted: list[GenerationRequest] = []
 
-    def submit(request: GenerationRequest, key: str | None, context: Any = None) -> dict[str, Any]:
+    def submit(
+        request: GenerationRequest, key: str | None, context: Any = None, caller_key: Any = None
+    ) -> dict[str, Any]:
         submitted.append(request)
         return dict(ACCEPTED)
 
@@ -458,7 +460,8 @@ def test_front_unknown_list_parameter_is_a_400(front: ApiFront) -> None:
         (b"POST /v1/videos/generations HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{}", 400),
         (b"POST /v1/videos/generations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}", 501),
         (b"POST /v1/videos/generations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}", 400),
-        (b"BREW /v1/videos/generations HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+        # A method no route has is a route miss, like any other: no route declares it.
+        (b"BREW /v1/videos/generations HTTP/1.1\r\nHost: x\r\n\r\n", 404),
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"NONSENSE\r\n\r\n", 400),
     ],

@@ -408,3 +408,30 @@ def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
     step = tracking.poll_once(state, now=T0 + timedelta(seconds=1))
     assert step.action == "publish" and row["status"] == "timed_out"
     assert row["error"]["code"] == "deadline_exceeded" and "in time" in row["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "type_", "code", "answered", "answered_code"),
+    [
+        # The bridge's own key refused: an operator problem, never the caller's 401.
+        (401, "authentication_error", "invalid_api_key", 502, "upstream_authentication_failed"),
+        (402, "billing_error", "insufficient_balance", 402, "insufficient_balance"),
+        (429, "rate_limit_error", "rate_limited", 429, "rate_limited"),
+        # Statuses the API does not document become the nearest one it does, Router One's code kept.
+        (404, "invalid_request_error", "model_not_found", 400, "model_not_found"),
+        (418, "invalid_request_error", "teapot", 400, "teapot"),
+        (500, "api_error", "upstream_error", 502, "upstream_error"),
+        (507, "api_error", "storage_full", 502, "storage_full"),
+    ],
+)
+def test_submit_refusals_reach_the_caller_with_a_documented_status(
+    monkeypatch: pytest.MonkeyPatch, upstream_status: int, type_: str, code: str, answered: int, answered_code: str
+) -> None:
+    from bridge import submission
+
+    client = client_answering(lambda r: envelope(upstream_status, type_, code))
+    monkeypatch.setattr(submission, "router_one", lambda: client)
+    with pytest.raises((UpstreamRejected, UpstreamUnavailable)) as caught:
+        submission.submit_upstream({"model": "m", "prompt": "p"})
+    assert (caught.value.status, caught.value.code) == (answered, answered_code)
+    assert SECRET not in caught.value.message

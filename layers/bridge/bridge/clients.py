@@ -43,6 +43,11 @@ def s3() -> Any:
 
 
 @lru_cache(maxsize=1)
+def kms() -> Any:
+    return boto3.client("kms")
+
+
+@lru_cache(maxsize=1)
 def http_client() -> httpx.Client:
     # One short timeout per request; Router One asks for none on the whole generation.
     timeout = httpx.Timeout(get_settings().upstream_timeout_seconds)
@@ -68,6 +73,7 @@ def reset() -> None:
         deliveries_table,
         stepfunctions,
         sqs,
+        kms,
         s3,
         http_client,
         webhook_http_client,

@@ -33,17 +33,20 @@ import binascii
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
-from bridge import jobs, lifecycle, webhooks
+from bridge import api_schema, caller_keys, jobs, lifecycle, webhooks
 from bridge.errors import BridgeError, InvalidRequest, TaskNotFound, internal_error_envelope
+from bridge.idempotent_submit import MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 from bridge.idempotent_submit import submit_with_key
-from bridge.models import GenerationRequest
+from bridge.models import GenerationRequest, JobStatus
 from bridge.observability import logger
 
 MAX_BODY_BYTES = 256 * 1024
@@ -54,6 +57,13 @@ MAX_ID_BYTES = 1024
 # A real cursor is a few hundred characters; the bound also keeps its JSON from nesting deeply.
 MAX_CURSOR_LENGTH = 1024
 LIST_PARAMETERS = frozenset({"status", "limit", "cursor"})
+API_VERSION = "1.0.0"
+SCHEMA_REF = "#/components/schemas/"
+# Submit reads its own body (see above), so the document names the body's model here.
+GENERATION_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_REF}GenerationRequest"}}},
+}
 
 # A JSON string (skipped as a whole) or one bracket; what the depth check counts.
 _JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
@@ -66,46 +76,129 @@ def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.post("/v1/videos/generations")
-def submit_generation() -> Response[dict[str, Any]]:
+@app.post(
+    "/v1/videos/generations",
+    summary="Submit a video generation",
+    description="Router One's submit, plus the bridge's callback_url, webhook_events_filter and metadata.",
+    operation_id="submitGeneration",
+    tags=["generations"],
+    responses=api_schema.responses(
+        202,
+        api_schema.GenerationAccepted,
+        "Accepted: Router One has the job and the bridge tracks it",
+        e400="A field is missing or invalid, the body is not JSON, or Router One refused the request",
+        e401="No or an unknown API key; or, in pass-through mode, Router One refused X-Router-One-Key",
+        e402="Router One: the account is out of balance (`insufficient_balance`)",
+        e409="A request with this Idempotency-Key is still in progress (`idempotency_in_progress`)",
+        e413="The body is larger than 256 KiB (`request_too_large`)",
+        e415="The body is not application/json (`unsupported_media_type`)",
+        e422="This Idempotency-Key was used with another body (`idempotency_key_reused`)",
+    ),
+    openapi_extensions={"requestBody": GENERATION_REQUEST_BODY},
+)
+def submit_generation(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            description="Makes a retried submit safe: the same key and body within 24 h answer the first result",
+        ),
+    ] = None,
+) -> Response[dict[str, Any]]:
     request = read_generation_request(app.current_event)
-    key = app.current_event.headers.get("Idempotency-Key")  # case-insensitive
-    return _json(202, submit_with_key(request, key, app.lambda_context))
+    # Read here, not as a route argument: Powertools logs route arguments at DEBUG.
+    caller_key = caller_keys.seal(app.current_event.headers.get(caller_keys.CALLER_KEY_HEADER))
+    return _json(202, submit_with_key(request, idempotency_key, app.lambda_context, caller_key))
 
 
-@app.get("/v1/videos/generations")
-def list_generations() -> Response[dict[str, Any]]:
+@app.get(
+    "/v1/videos/generations",
+    summary="List jobs, newest first",
+    operation_id="listGenerations",
+    tags=["generations"],
+    responses=api_schema.responses(
+        200,
+        api_schema.JobPage,
+        "A page of jobs",
+        e400="An unknown parameter, or a bad status, limit or cursor",
+    ),
+)
+def list_generations(
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=lifecycle.MAX_PAGE_SIZE, description="Page size, 20 by default")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
+    ] = None,
+) -> Response[dict[str, Any]]:
     query = app.current_event.query_string_parameters or {}
     unknown = sorted(set(query) - LIST_PARAMETERS)
     if unknown:
         raise InvalidRequest(f"'{unknown[0]}' is not a known parameter", code="unknown_parameter", param=unknown[0])
-    limit, cursor = query.get("limit"), query.get("cursor")
-    if limit is not None and not _LIMIT.fullmatch(limit):
+    # Stricter than an integer's parsing (which takes " 5" and "+5"): digits only.
+    if limit is not None and not _LIMIT.fullmatch(query.get("limit", "")):
         raise InvalidRequest("'limit' must be a whole number", param="limit")
-    if cursor is not None and len(cursor) > MAX_CURSOR_LENGTH:
-        raise InvalidRequest("'cursor' is not a cursor this API returned", param="cursor")
-    page = lifecycle.list_jobs(
-        status=query.get("status"), limit=int(limit) if limit is not None else None, cursor=cursor
-    )
-    return _json(200, page)
+    return _json(200, lifecycle.list_jobs(status=status, limit=limit, cursor=cursor))
 
 
-@app.post("/v1/videos/generations/<task_id>/cancel")
+@app.post(
+    "/v1/videos/generations/<task_id>/cancel",
+    summary="Cancel a job",
+    description="Router One has no cancel: the bridge stops tracking and publishes `canceled`.",
+    operation_id="cancelGeneration",
+    tags=["generations"],
+    responses=api_schema.responses(
+        200,
+        api_schema.Job,
+        "The job, now canceled",
+        e404="No job with this task_id (`task_not_found`)",
+        e409="The job already ended (`job_already_finished`)",
+    ),
+)
 def cancel_generation(task_id: str) -> Response[dict[str, Any]]:
     return _json(200, lifecycle.cancel(_task_id(task_id)))
 
 
-@app.get("/v1/videos/generations/<task_id>")
+@app.get(
+    "/v1/videos/generations/<task_id>",
+    summary="A job's status",
+    operation_id="getGeneration",
+    tags=["generations"],
+    responses=api_schema.responses(200, api_schema.Job, "The job", e404="No job with this task_id (`task_not_found`)"),
+)
 def get_generation(task_id: str) -> Response[dict[str, Any]]:
     return _json(200, jobs.public_view(jobs.get_job(_task_id(task_id))))
 
 
-@app.get("/v1/videos/generations/<task_id>/webhooks")
+@app.get(
+    "/v1/videos/generations/<task_id>/webhooks",
+    summary="A job's webhook deliveries and their attempts",
+    operation_id="listWebhookDeliveries",
+    tags=["webhooks"],
+    responses=api_schema.responses(
+        200, api_schema.WebhookDeliveries, "The deliveries", e404="No job with this task_id (`task_not_found`)"
+    ),
+)
 def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
     return _json(200, webhooks.deliveries_of(_task_id(task_id)))
 
 
-@app.post("/v1/videos/generations/<task_id>/webhooks/<event_id>/redeliver")
+@app.post(
+    "/v1/videos/generations/<task_id>/webhooks/<event_id>/redeliver",
+    summary="Send a webhook event again, with the same webhook-id",
+    operation_id="redeliverWebhook",
+    tags=["webhooks"],
+    responses=api_schema.responses(
+        202,
+        api_schema.Redelivery,
+        "Queued for a new round of attempts",
+        e404="No such job, or no delivery of that event (`task_not_found`, `webhook_delivery_not_found`)",
+        e409="The event was already sent in 10 rounds (`redelivery_limit_reached`)",
+    ),
+)
 def redeliver_webhook(task_id: str, event_id: str) -> Response[dict[str, Any]]:
     task_id = _task_id(task_id)
     if not _storable_id(event_id):
@@ -116,6 +209,86 @@ def redeliver_webhook(task_id: str, event_id: str) -> Response[dict[str, Any]]:
             param="event_id",
         )
     return _json(202, webhooks.redeliver(task_id, event_id))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> Response[str]:
+    event = app.current_event
+    # The stage (or a custom domain's base path) precedes the resource path in the URL callers used.
+    full_path = event.request_context.path or event.path
+    base = full_path[: -len(event.path)] if full_path.endswith(event.path) else ""
+    return Response(
+        status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(openapi_document(base or "/"))
+    )
+
+
+# Where one answer's ids lead: lets clients (and API fuzzers) follow a job from its submit.
+_TASK_ID = {"task_id": "$response.body#/task_id"}
+LINKS_FROM_SUBMIT = {
+    "GetGeneration": {"operationId": "getGeneration", "parameters": _TASK_ID},
+    "CancelGeneration": {"operationId": "cancelGeneration", "parameters": _TASK_ID},
+    "ListWebhookDeliveries": {"operationId": "listWebhookDeliveries", "parameters": _TASK_ID},
+}
+LINKS_FROM_DELIVERIES = {
+    "RedeliverWebhook": {
+        "operationId": "redeliverWebhook",
+        "parameters": _TASK_ID | {"event_id": "$response.body#/deliveries/0/event_id"},
+    }
+}
+
+
+CALLER_KEY_PARAMETER = {
+    "name": caller_keys.CALLER_KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Pass-through mode (CallerRouterOneKeys=allowed): run this job on your own Router One key; "
+        "it is kept KMS-encrypted until the job ends"
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": caller_keys.MAX_CALLER_KEY_LENGTH,
+        "pattern": "^[!-~]+$",  # printable ASCII, no spaces
+    },
+}
+
+
+def _link(document: dict[str, Any], path: str, method: str, status: str, links: dict[str, Any]) -> None:
+    document["paths"][path][method]["responses"][status]["links"] = links
+
+
+def openapi_document(server_url: str = "/") -> dict[str, Any]:
+    """This API's OpenAPI 3.1 document, generated from the routes and models above."""
+    schema = app.get_openapi_schema(
+        title="Router One video bridge",
+        version=API_VERSION,
+        description=(
+            "Router One's video generation API, with webhooks and events when a job ends. Errors are always "
+            '`{"error": {"message", "type", "code"}}`.'
+        ),
+        servers=[Server(url=server_url)],
+        security_schemes={"bearer": HTTPBearer(description="The bridge's API key (not a Router One key)")},
+        security=[{"bearer": []}],
+    )
+    document = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            # Powertools declares a 422 on every route; its validation errors become our 400 instead.
+            if "HTTPValidationError" in json.dumps(operation["responses"].get("422", {})):
+                del operation["responses"]["422"]
+    _link(document, "/v1/videos/generations", "post", "202", LINKS_FROM_SUBMIT)
+    # Not a route argument (see submit_generation), so declared here.
+    document["paths"]["/v1/videos/generations"]["post"]["parameters"].append(CALLER_KEY_PARAMETER)
+    _link(document, "/v1/videos/generations/{task_id}/webhooks", "get", "200", LINKS_FROM_DELIVERIES)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    # Nothing answers Powertools' own validation shapes: its errors become the 400 envelope below.
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        components.pop(unused, None)
+    request_schema = GenerationRequest.model_json_schema(ref_template=f"{SCHEMA_REF}{{model}}")
+    components.update(request_schema.pop("$defs", {}))
+    components["GenerationRequest"] = request_schema
+    return document
 
 
 @app.exception_handler(RequestValidationError)
@@ -297,7 +470,7 @@ def describe_validation_errors(errors: Any) -> InvalidRequest:
     """Turn the first validation problem into Router One's 400 envelope, naming the field."""
     first = next(iter(errors), {})
     kind = first.get("type", "")
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "header")]
     field = ".".join(location) if location else None
     if kind == "json_invalid":
         return InvalidRequest("the request body is not valid JSON", code="invalid_json")

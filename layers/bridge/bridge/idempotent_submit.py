@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from bridge.caller_keys import CallerKey
 from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest
 from bridge.settings import get_settings
@@ -25,9 +26,11 @@ from bridge.submission import submit
 MAX_KEY_LENGTH = 255
 
 
-def submit_with_key(request: GenerationRequest, key: str | None, context: Any = None) -> dict[str, Any]:
+def submit_with_key(
+    request: GenerationRequest, key: str | None, context: Any = None, caller_key: CallerKey | None = None
+) -> dict[str, Any]:
     if key is None:
-        return submit(request).model_dump()
+        return submit(request, caller_key).model_dump()
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     submit_once, config = _idempotent_submit()
@@ -35,7 +38,11 @@ def submit_with_key(request: GenerationRequest, key: str | None, context: Any = 
         # Lets an in-progress record expire with this invocation if it dies mid-way.
         config.register_lambda_context(context)
     try:
-        return submit_once(submission={"key": key, "body": request.model_dump(mode="json", exclude_none=True)})
+        # Only `submission` is hashed and remembered; the caller's key rides along outside it.
+        return submit_once(
+            submission={"key": key, "body": request.model_dump(mode="json", exclude_none=True)},
+            caller_key=caller_key,
+        )
     except IdempotencyValidationError:
         raise BridgeError(
             "this Idempotency-Key was already used with a different request body",
@@ -51,8 +58,8 @@ def submit_with_key(request: GenerationRequest, key: str | None, context: Any = 
         ) from None
 
 
-def _submit_once(submission: dict[str, Any]) -> dict[str, Any]:
-    return submit(GenerationRequest.model_validate(submission["body"])).model_dump()
+def _submit_once(submission: dict[str, Any], caller_key: CallerKey | None = None) -> dict[str, Any]:
+    return submit(GenerationRequest.model_validate(submission["body"]), caller_key).model_dump()
 
 
 @lru_cache(maxsize=1)

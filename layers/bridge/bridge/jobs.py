@@ -21,6 +21,9 @@ JOB_KIND = "job"
 LIST_INDEX = "jobs_by_created"
 STATUS_INDEX = "jobs_by_status"
 
+# Pass-through jobs: the caller's Router One key, KMS-encrypted, until the job ends.
+CALLER_KEY_FIELD = "caller_key_ciphertext"
+
 PUBLIC_FIELDS = (
     "task_id",
     "status",
@@ -53,6 +56,7 @@ def create_job(
     callback_url: str | None = None,
     webhook_events: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    caller_key_ciphertext: str | None = None,
 ) -> dict[str, Any]:
     """Record a newly accepted job; a second create of the same task returns the first row."""
     item: dict[str, Any] = {
@@ -72,6 +76,8 @@ def create_job(
     if callback_url:
         item["callback_url"] = callback_url
         item["webhook_events_filter"] = webhook_events or []
+    if caller_key_ciphertext:
+        item[CALLER_KEY_FIELD] = caller_key_ciphertext
     try:
         jobs_table().put_item(Item=item, ConditionExpression=Attr("task_id").not_exists())
     except ClientError as exc:
@@ -87,6 +93,16 @@ def get_job(task_id: str) -> dict[str, Any]:
     if item is None or item.get("kind") != JOB_KIND:
         raise TaskNotFound(f"no video generation with task_id '{task_id}'")
     return plain(item)
+
+
+def sealed_caller_key(task_id: str) -> str | None:
+    """The job's sealed caller key, or None (not a pass-through job, or it has ended)."""
+    item = (
+        jobs_table()
+        .get_item(Key={"task_id": task_id}, ProjectionExpression=CALLER_KEY_FIELD, ConsistentRead=True)
+        .get("Item")
+    )
+    return str(item[CALLER_KEY_FIELD]) if item and item.get(CALLER_KEY_FIELD) else None
 
 
 def public_view(job: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +205,11 @@ def record_outcome(
     try:
         jobs_table().update_item(
             Key={"task_id": task_id},
-            UpdateExpression=f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :owner",
+            # The end of the job is the end of a caller's sealed key: gone in the same write.
+            UpdateExpression=(
+                f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :owner "
+                f"REMOVE {CALLER_KEY_FIELD}"
+            ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues={

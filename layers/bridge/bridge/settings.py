@@ -44,6 +44,9 @@ class Settings(BaseModel):
     max_video_bytes: int = Field(default=2 * 1024**3, ge=1)
     presigned_url_seconds: int = Field(default=21_600, ge=60, le=604_800)
 
+    # Pass-through mode: callers may send their own Router One key, sealed with this KMS key.
+    caller_key_kms_key_id: str | None = None
+
     # Accepted jobs whose recording failed wait here for the reconciler.
     reconcile_queue_url: str | None = None
     # The reconciler's sweep restarts tracking of pending jobs older than this with no loop.

@@ -9,20 +9,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge import jobs
 from bridge.callback_urls import check_callback_url
+from bridge.caller_keys import CALLER_KEY_FLAG, CALLER_KEY_HEADER, CallerKey
 from bridge.clients import sqs, stepfunctions
-from bridge.errors import InvalidRequest, ServiceUnavailable
+from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamRejected, UpstreamUnavailable
 from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
 from bridge.polling import execution_name, next_wait_seconds
 from bridge.settings import Settings, get_settings
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.upstream import router_one
+from bridge.upstream import router_one, router_one_as
 
 
-def submit(request: GenerationRequest) -> SubmitAccepted:
+def submit(request: GenerationRequest, caller_key: CallerKey | None = None) -> SubmitAccepted:
     settings = get_settings()
     check_webhook_fields(request, settings)
-    accepted = router_one().submit(request.upstream_body())
+    accepted = submit_upstream(request.upstream_body(), caller_key)
     now = utcnow()
     logger.append_keys(task_id=accepted.task_id)
     record = {
@@ -35,6 +36,8 @@ def submit(request: GenerationRequest) -> SubmitAccepted:
         "callback_url": request.callback_url,
         "webhook_events": request.webhook_events() if request.callback_url else None,
         "metadata": request.metadata,
+        # Only ever the KMS ciphertext: this record may wait in the reconcile queue.
+        jobs.CALLER_KEY_FIELD: caller_key.ciphertext if caller_key else None,
     }
     try:
         record_and_track(record)
@@ -52,6 +55,35 @@ def submit(request: GenerationRequest) -> SubmitAccepted:
     return SubmitAccepted(task_id=accepted.task_id, status="pending")
 
 
+# Router One's refusals a caller can act on, passed through with their status; Router One may answer
+# others ("other codes are possible"), which become the nearest status the API documents.
+PASSED_THROUGH_STATUSES = frozenset({400, 402, 403, 409, 413, 422, 429})
+
+
+def submit_upstream(body: dict[str, Any], caller_key: CallerKey | None = None) -> SubmitAccepted:
+    client = router_one_as(caller_key.plaintext) if caller_key else router_one()
+    try:
+        return client.submit(body)
+    except UpstreamRejected as exc:
+        if exc.status == 401 and caller_key:
+            raise UpstreamRejected(
+                f"Router One refused the key in {CALLER_KEY_HEADER}",
+                status=401,
+                type="authentication_error",
+                code="invalid_router_one_key",
+                param=CALLER_KEY_HEADER,
+            ) from None
+        if exc.status == 401:
+            # The bridge's own key was refused: the operator's problem, not the caller's key.
+            raise UpstreamUnavailable(
+                "Router One refused the bridge's API key; the stack's Router One secret needs a valid key",
+                code="upstream_authentication_failed",
+            ) from None
+        if exc.status not in PASSED_THROUGH_STATUSES:
+            exc.status = 502 if exc.status >= 500 else 400
+        raise
+
+
 def record_and_track(record: dict[str, Any]) -> None:
     """Record the accepted job (once) and start its loop (once): safe to repeat, as the reconciler does."""
     job = jobs.create_job(
@@ -64,6 +96,7 @@ def record_and_track(record: dict[str, Any]) -> None:
         callback_url=record.get("callback_url"),
         webhook_events=record.get("webhook_events"),
         metadata=record.get("metadata"),
+        caller_key_ciphertext=record.get(jobs.CALLER_KEY_FIELD),
     )
     start_tracking(job)
 
@@ -115,7 +148,8 @@ def start_tracking(job: dict[str, Any]) -> str:
         ),
         "generation": 0,
         "polls_in_execution": 0,
-        "poll_memory": {},
+        # Pass-through jobs: a flag only; each poll reads the sealed key from the row, never from here.
+        "poll_memory": {CALLER_KEY_FLAG: True} if job.get(jobs.CALLER_KEY_FIELD) else {},
         "action": "track",
     }
     name = execution_name(job["task_id"])

@@ -12,17 +12,18 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bridge import jobs, model_stats, webhooks
+from bridge.caller_keys import CALLER_KEY_FLAG, unseal
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
 from bridge.observability import logger, metrics
 from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.publish import build_outcome_event, detail_type
-from bridge.router_one import UpstreamRetryLater
+from bridge.router_one import RouterOneClient, UpstreamRetryLater
 from bridge.running_events import RunningNotice, running_notice
 from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.upstream import router_one
+from bridge.upstream import router_one, router_one_as
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
 
@@ -41,7 +42,7 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
     now = now or utcnow()
     past_deadline = now.timestamp() >= state.deadline_at
     try:
-        seen = router_one().status(state.task_id)
+        seen = _upstream_for(state).status(state.task_id)
     except (UpstreamTransientError, BridgeError) as exc:
         # A missing key (BridgeError) may be fixed by an operator: retry like an outage.
         if past_deadline:
@@ -69,6 +70,24 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
     if past_deadline:
         return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(f"still {seen.status}"))
     return _keep_polling(state, seen, now)
+
+
+def _upstream_for(state: LoopState) -> RouterOneClient:
+    """The stack's client, or for a pass-through job one on the caller's key, unsealed for this poll."""
+    if not state.poll_memory.get(CALLER_KEY_FLAG):
+        return router_one()
+    sealed = jobs.sealed_caller_key(state.task_id)
+    if sealed is None:
+        # Removed when the job ended: whatever this poll would see is already recorded.
+        raise UpstreamPermanentError(
+            401,
+            {
+                "message": "the caller's Router One key is no longer held",
+                "type": "bridge_error",
+                "code": "caller_key_gone",
+            },
+        )
+    return router_one_as(unseal(sealed))
 
 
 def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> LoopStep:
@@ -158,6 +177,8 @@ def _loop_step(
     settings = get_settings()
     notice = notice or RunningNotice()
     polls = state.polls_in_execution + 1
+    if state.poll_memory.get(CALLER_KEY_FLAG):
+        memory = memory | {CALLER_KEY_FLAG: True}
     step = state.model_dump() | {
         "poll_memory": memory,
         "next_wait_s": wait,

@@ -1,0 +1,68 @@
+"""The whole bridge on embedded AWS for a script: simulator, stack, pollers, receiver, event tail, API.
+
+The fault run and the API fuzz run start the same pieces in the same order; this is that order.
+(The local run and the test fixture start them too, each with its own printing or bookkeeping.)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from bridge_local.api_front import ApiFront
+from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
+from bridge_local.emulator import EmbeddedAws
+from bridge_local.receiver import WebhookReceiver
+from bridge_local.simulator import RouterOneSimulator
+from bridge_local.sqs_poller import start_pollers
+from bridge_local.tail import EventTail
+
+
+@dataclass
+class LocalStack:
+    aws: EmbeddedAws
+    stack: DeployedStack
+    simulator: RouterOneSimulator
+    receiver: WebhookReceiver
+    front: ApiFront
+    api_key: str  # what callers send as Authorization: Bearer
+
+    @property
+    def api_url(self) -> str:
+        return self.front.url
+
+
+def start_local_stack(
+    cleanup: ExitStack,
+    *,
+    parameters: dict[str, str],
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    simulator_options: dict[str, Any] | None = None,
+    name: str = "local",
+) -> LocalStack:
+    """Start everything, registering each stop on `cleanup`; the upstream key is stored as a deploy would."""
+    # No X-Ray daemon and no CloudWatch here; the env can still override.
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    api_key = f"vb-{name}-{secrets.token_hex(8)}"
+    upstream_key = f"sk-{name}-{secrets.token_hex(8)}"
+    simulator = RouterOneSimulator(api_key=upstream_key, **(simulator_options or {})).start()
+    cleanup.callback(simulator.stop)
+    aws = EmbeddedAws().start()
+    cleanup.callback(aws.stop)
+    stack = deploy(aws, parameters={"RouterOneBaseUrl": simulator.url, **parameters})
+    put_router_one_key(aws, stack, upstream_key)
+    receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()
+    cleanup.callback(receiver.stop)
+    for poller in start_pollers(stack.event_sources, stack.region):
+        cleanup.callback(poller.stop)
+    if on_event is not None:
+        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event).start()
+        cleanup.callback(tail.stop)
+    front = ApiFront(stack.api_front_handler([api_key]), stack.api_routes, stage=stack.stage).start()
+    cleanup.callback(front.stop)
+    return LocalStack(aws=aws, stack=stack, simulator=simulator, receiver=receiver, front=front, api_key=api_key)

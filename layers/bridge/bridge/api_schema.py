@@ -1,0 +1,118 @@
+"""What the HTTP API answers, as models, and the error responses each route declares.
+
+The OpenAPI document is generated from these and the routes in `bridge.http_api`; the handlers
+return plain dicts, and the API tests and the fuzz run check those against this document, so
+the two cannot drift apart unnoticed. Every model refuses unknown fields, so the document says
+exactly which keys an answer has.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.models import JobStatus, WebhookEvent
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Answer):
+    message: str = Field(description="What went wrong, for a person")
+    type: str = Field(description="Error family: invalid_request_error, authentication_error, api_error, ...")
+    code: str = Field(description="Stable machine-readable code, e.g. missing_required_parameter")
+    param: str | None = Field(default=None, description="The field, header or parameter at fault, when there is one")
+
+
+class ErrorEnvelope(_Answer):
+    """Router One's error shape; every 4xx and 5xx of this API has it."""
+
+    error: ErrorDetail
+
+
+class GenerationAccepted(_Answer):
+    task_id: str = Field(description="Router One's task id; the bridge's job id too")
+    status: Literal["pending"]
+
+
+class Job(_Answer):
+    """A job as the bridge knows it: Router One's status plus what the bridge added."""
+
+    task_id: str
+    status: JobStatus
+    model: str | None
+    progress: int | float | None = Field(description="0-100, never decreasing")
+    url: str | None = Field(description="The video, once completed (Router One's link expires)")
+    url_expires_at: str | None
+    error: dict[str, Any] | None = Field(description="Why the job failed, timed out or was canceled")
+    created_at: str | None
+    updated_at: str | None
+    finished_at: str | None
+    last_polled_at: str | None
+    poll_count: int | None
+    metadata: dict[str, Any] | None
+    callback_url: str | None
+    webhook_events_filter: list[WebhookEvent] | None
+    webhook_dead_letters: list[str] | None = Field(description="Events whose webhook deliveries ran out of attempts")
+    video: dict[str, Any] | None = Field(description="The bridge's own copy of the video, when KeepVideos is on")
+
+
+class JobPage(_Answer):
+    object: Literal["list"]
+    data: list[Job]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class WebhookDelivery(_Answer):
+    event_id: str
+    event_type: str
+    status: str = Field(description="pending, delivered, gone (the receiver answered 410) or dead_lettered")
+    round: int
+    attempt_count: int
+    next_attempt_at: str | None
+    created_at: str | None
+    updated_at: str | None
+    attempts: list[dict[str, Any]]
+
+
+class WebhookDeliveries(_Answer):
+    task_id: str
+    callback_url: str | None
+    webhook_events_filter: list[WebhookEvent] | None
+    deliveries: list[WebhookDelivery]
+
+
+class Redelivery(_Answer):
+    task_id: str
+    event_id: str
+    status: Literal["pending"]
+    round: int
+
+
+# --------------------------------------------------------------------------- declared responses
+
+# What any route can answer before or around the handler: API Gateway's authorizer, usage plan and
+# integration (the template maps each of these gateway responses to the envelope), and our own 500.
+_ANY_ROUTE = {
+    401: "No API key, or one this API does not know (`invalid_api_key`)",
+    403: "The API key is not allowed here (`access_denied`)",
+    429: "Too many requests for this API key's usage plan (`throttled`, `quota_exceeded`)",
+    500: "The bridge failed (`internal_error`); nothing about the request was wrong",
+    502: "The bridge's function failed or Router One answered something unreadable",
+    503: "A part of the bridge is not configured or not available (`service_unavailable`)",
+    504: "The bridge's function did not answer in time",
+}
+
+
+def responses(success_status: int, success_model: type[BaseModel], description: str, **errors: str) -> dict[int, Any]:
+    """A route's `responses=`: its success shape, the errors it adds (as `e400="why"`), and the common ones."""
+    declared: dict[int, Any] = {
+        success_status: {"description": description, "content": {"application/json": {"model": success_model}}}
+    }
+    route_errors = {int(name.removeprefix("e")): why for name, why in errors.items()}
+    for status, why in sorted((_ANY_ROUTE | route_errors).items()):
+        declared[status] = {"description": why, "content": {"application/json": {"model": ErrorEnvelope}}}
+    return declared
