@@ -451,7 +451,8 @@ class _Deployer:
     def kms_key(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
         kms = self.aws.client("kms")
-        metadata = kms.create_key(Description=p.get("Description", logical_id), KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+        created = kms.create_key(Description=p.get("Description", logical_id), KeyUsage="ENCRYPT_DECRYPT")
+        metadata = created["KeyMetadata"]
         if p.get("EnableKeyRotation"):
             kms.enable_key_rotation(KeyId=metadata["KeyId"])
         self.r.refs[logical_id] = metadata["KeyId"]

@@ -172,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as cleanup:
         local = start_local_stack(
             cleanup,
-            parameters={"PollIntervalSeconds": "3", "LogLevel": "ERROR", "WebhookAllowLoopback": "true"},
+            parameters={
+                "PollIntervalSeconds": "3",
+                "LogLevel": "ERROR",
+                "WebhookAllowLoopback": "true",
+                "CallerRouterOneKeys": "allowed",
+            },
             simulator_options={"run_s": 3.0},
             name="fuzz",
         )

@@ -44,9 +44,7 @@ def sealed_value(bridge: LocalBridge, task_id: str) -> str | None:
     return row.get("caller_key_ciphertext", {}).get("S")
 
 
-def test_a_job_runs_on_the_callers_key_sealed_with_kms_until_it_ends(
-    bridge: LocalBridge, caller_account: None
-) -> None:
+def test_a_job_runs_on_the_callers_key_sealed_with_kms_until_it_ends(bridge: LocalBridge, caller_account: None) -> None:
     response = submit_as_caller(bridge, run_s=4.0, queue_s=0.2)
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
@@ -115,3 +113,30 @@ def test_with_pass_through_off_a_caller_key_is_refused(bridge: LocalBridge) -> N
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "caller_keys_disabled"
     assert bridge.simulator.task_count() == before
+
+
+def test_a_pass_through_job_whose_write_failed_reaches_the_reconciler_with_its_key_still_sealed(
+    bridge: LocalBridge, caller_account: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from bridge import jobs
+
+    real_create = jobs.create_job
+    calls = {"n": 0}
+
+    def fails_once(**fields: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            # What the reconcile queue would carry: the ciphertext, never the key.
+            assert fields["caller_key_ciphertext"] and CALLER_KEY not in fields["caller_key_ciphertext"]
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "PutItem")
+        return real_create(**fields)
+
+    monkeypatch.setattr(jobs, "create_job", fails_once)
+    response = submit_as_caller(bridge, run_s=1.0, queue_s=0.1)
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+    # Recorded by the reconciler, then polled on the caller's account to the end.
+    assert bridge.events.wait_for(task_id, timeout=60)["sns"][0]["event"]["data"]["status"] == "completed"
+    assert calls["n"] == 2 and sealed_value(bridge, task_id) is None

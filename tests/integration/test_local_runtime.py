@@ -271,7 +271,31 @@ def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:
         ("POST", "/v1/videos/generations/{task_id}/cancel"),
         ("GET", "/v1/videos/generations/{task_id}/webhooks"),
         ("POST", "/v1/videos/generations/{task_id}/webhooks/{event_id}/redeliver"),
+        ("GET", "/openapi.json"),
     }
+
+
+def test_deployer_leaves_out_resources_whose_condition_is_false(stack: DeployedStack) -> None:
+    # CallerRouterOneKeys defaults to disabled: no KMS key, an empty setting, no output, no policy.
+    assert "CallerKeyEncryptionKey" not in stack.resources
+    assert stack.function_environments["ApiFunction"]["CALLER_KEY_KMS_KEY_ID"] == ""
+    assert "CallerKeyEncryptionKeyArn" not in stack.outputs
+
+
+def test_deployer_creates_conditional_resources_when_their_condition_holds(aws: EmbeddedAws) -> None:
+    allowed = deploy(
+        aws,
+        DEFAULT_TEMPLATE,
+        {"CallerRouterOneKeys": "allowed"},
+        stack_name=f"{STACK}-caller-keys",
+        import_handlers=False,
+        apply_environment=False,
+    )
+    key_id = allowed.resources["CallerKeyEncryptionKey"]
+    kms = aws.client("kms")
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    assert allowed.function_environments["PollFunction"]["CALLER_KEY_KMS_KEY_ID"] == key_id
+    assert allowed.outputs["CallerKeyEncryptionKeyArn"] == kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
 
 
 def test_deployer_imports_handlers_and_puts_layers_on_the_path(aws: EmbeddedAws, tmp_path: Path) -> None:
