@@ -102,8 +102,12 @@ class BridgeApi:
             raise CliError(f"the bridge at {self.base_url} answered with unexpected JSON", EXIT_UNAVAILABLE)
         return body
 
-    def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(
+        self, body: dict[str, Any], idempotency_key: str | None = None, router_one_key: str | None = None
+    ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if router_one_key:
+            headers["X-Router-One-Key"] = router_one_key  # pass-through mode: the job runs on this account
         return self._call("POST", GENERATIONS, json=body, headers=headers)
 
     def get(self, task_id: str) -> dict[str, Any]:

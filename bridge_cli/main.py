@@ -195,6 +195,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     submit.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object echoed in every event")
     submit.add_argument("--idempotency-key", metavar="KEY", help="retrying with the same key never submits twice")
+    submit.add_argument(
+        "--router-one-key",
+        default=os.environ.get("VIDEO_BRIDGE_ROUTER_ONE_KEY"),
+        metavar="KEY",
+        help="run the job on your own Router One key, if the bridge allows it (env VIDEO_BRIDGE_ROUTER_ONE_KEY; "
+        "prefer the env: argv is visible to ps)",
+    )
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its outcome")
     submit.add_argument(
         "--poll-every",
@@ -400,7 +407,7 @@ def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_submit(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with _api(args) as api:
-        accepted = api.submit(_submit_body(args), args.idempotency_key)
+        accepted = api.submit(_submit_body(args), args.idempotency_key, args.router_one_key)
         task_id = accepted.get("task_id")
         if not isinstance(task_id, str) or not task_id:
             raise CliError(f"the bridge at {args.api} accepted the job but sent no task_id", EXIT_UNAVAILABLE)

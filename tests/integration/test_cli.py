@@ -288,3 +288,22 @@ def test_tail_prints_the_outcome_of_a_job_submitted_while_tailing_then_cleans_up
     assert "temporary queue video-bridge-tail-" in err
     assert not tail_subscriptions()
     assert not sqs.list_queues(QueueNamePrefix="video-bridge-tail-").get("QueueUrls")
+
+
+def test_submit_on_the_callers_own_router_one_key(
+    bridge: LocalBridge, api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge_local.simulator import account_of
+
+    own_key = "sk-cli-own-account-42"
+    bridge.simulator.configure(account_keys=[own_key])
+    monkeypatch.setenv("VIDEO_BRIDGE_ROUTER_ONE_KEY", own_key)
+    try:
+        code, out, err = run(capsys, "--api", api, "submit", "--model", MODEL, "--prompt", "a fox [sim duration=60]")
+        assert code == 0, err
+        task_id = out.strip()
+        assert bridge.simulator.task(task_id)["account"] == account_of(own_key)
+        assert own_key not in out + err
+    finally:
+        bridge.simulator.configure(account_keys=[])
+    run(capsys, "--api", api, "cancel", task_id)
