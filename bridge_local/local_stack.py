@@ -36,6 +36,21 @@ class LocalStack:
         return self.front.url
 
 
+def forget_cached_clients() -> None:
+    """Settings, clients and the cached secret live per process: a new stack (or changed env)
+    starts them afresh, as a new Lambda instance would."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from bridge import clients, idempotent_submit, settings, upstream
+
+    settings.get_settings.cache_clear()
+    clients.reset()
+    idempotent_submit.reset()
+    upstream.router_one.cache_clear()
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+
+
 def start_local_stack(
     cleanup: ExitStack,
     *,
@@ -55,6 +70,7 @@ def start_local_stack(
     aws = EmbeddedAws().start()
     cleanup.callback(aws.stop)
     stack = deploy(aws, parameters={"RouterOneBaseUrl": simulator.url, **parameters})
+    forget_cached_clients()
     put_router_one_key(aws, stack, upstream_key)
     receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()
     cleanup.callback(receiver.stop)

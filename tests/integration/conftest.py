@@ -18,6 +18,7 @@ import pytest
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.local_stack import forget_cached_clients
 from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
 from bridge_local.sqs_poller import start_pollers
@@ -160,7 +161,7 @@ def bridge() -> Iterator[LocalBridge]:
         )
         put_router_one_key(aws, stack, ROUTER_ONE_KEY)
         signing_secret = webhook_signing_secret(aws, stack)
-        _forget_cached_clients()
+        forget_cached_clients()
         receiver = WebhookReceiver([signing_secret]).start()
         cleanup.callback(receiver.stop)
         for poller in start_pollers(stack.event_sources, stack.region):
@@ -183,7 +184,7 @@ def bridge() -> Iterator[LocalBridge]:
             receiver=receiver,
             signing_secret=signing_secret,
         )
-    _forget_cached_clients()
+    forget_cached_clients()
 
 
 @contextmanager
@@ -203,17 +204,3 @@ def bridge_settings(**env: str) -> Iterator[None]:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
-
-
-def _forget_cached_clients() -> None:
-    """Settings, clients and the cached secret are per process; start from the current env."""
-    from aws_lambda_powertools.utilities import parameters
-
-    from bridge import clients, idempotent_submit, settings, upstream
-
-    settings.get_settings.cache_clear()
-    clients.reset()
-    idempotent_submit.reset()
-    upstream.router_one.cache_clear()
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()
