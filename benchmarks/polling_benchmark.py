@@ -111,13 +111,13 @@ def eta_wait(elapsed_s: float, memory: PollMemory, history: ModelDurations | Non
 def state_transitions(polls: int) -> int:
     """Step Functions state transitions for a job whose loop polled ``polls`` times (one per state entered).
 
-    Once per execution: Begin. Each poll but the last: WaitBeforePoll, PollUpstream, RouteOnPollResult,
-    RouteLoop (4). The last: WaitBeforePoll, PollUpstream, RouteOnPollResult, PublishOutcome (Parallel), its
+    Once per execution: Begin. Each poll but the last: WaitBeforePoll, PollUpstream, RouteOnPollResult
+    (3; it loops straight back to the wait). The last: WaitBeforePoll, PollUpstream, RouteOnPollResult, PublishOutcome (Parallel), its
     branches PublishToTopic, PutOnEventBus, HasWebhook and NoWebhook, AfterPublish, Done (10). No running
     events are published in this replay. An integration test checks this count against a real execution.
     """
     per_execution = 1
-    per_loop = 4
+    per_loop = 3
     final = 10
     return per_execution + per_loop * (polls - 1) + final
 
@@ -275,7 +275,7 @@ def report(results: dict[str, list[JobRun]], workload: Path) -> bool:
     print("Assumptions:")
     print(f"  Step Functions Standard: ${SFN_USD_PER_TRANSITION * 1000:.3f} per 1,000 state transitions")
     print(
-        "  transitions per job: 1 to begin + 4 per poll (Wait, Poll, Route, RouteLoop) + 6 to publish (see state_transitions)"
+        "  transitions per job: 1 to begin + 3 per poll (Wait, Poll, Route) + 7 to publish (see state_transitions)"
     )
     print(
         f"  poll Lambda: {LAMBDA_MEMORY_GB * 1024:.0f} MB, {LAMBDA_BILLED_S_PER_POLL * 1000:.0f} ms billed per poll, "
