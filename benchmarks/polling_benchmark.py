@@ -274,9 +274,7 @@ def report(results: dict[str, list[JobRun]], workload: Path) -> bool:
     print(f"Workload: {shown} ({fixed.jobs} jobs, replayed in virtual time; first poll 3 s after submit)")
     print("Assumptions:")
     print(f"  Step Functions Standard: ${SFN_USD_PER_TRANSITION * 1000:.3f} per 1,000 state transitions")
-    print(
-        "  transitions per job: 1 to begin + 3 per poll (Wait, Poll, Route) + 7 to publish (see state_transitions)"
-    )
+    print("  transitions per job: 1 to begin + 3 per poll (Wait, Poll, Route) + 7 to publish (see state_transitions)")
     print(
         f"  poll Lambda: {LAMBDA_MEMORY_GB * 1024:.0f} MB, {LAMBDA_BILLED_S_PER_POLL * 1000:.0f} ms billed per poll, "
         f"${LAMBDA_USD_PER_GB_S:.10f} per GB-second + ${LAMBDA_USD_PER_REQUEST * 1e6:.2f} per million requests"

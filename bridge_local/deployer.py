@@ -72,6 +72,11 @@ class SqsEventSource:
     queue_arn: str
     batch_size: int
     report_batch_item_failures: bool
+    # ScalingConfig.MaximumConcurrency: how many batches Lambda works on at once (None: unbounded).
+    maximum_concurrency: int | None = None
+    # Where the function's code is, so the poller can load one instance per concurrent batch.
+    code_dir: Path | None = None
+    handler: str = ""
 
 
 @dataclass(frozen=True)
@@ -569,7 +574,8 @@ class _Deployer:
         self.r.refs[logical_id] = name
         for event in (props.get("Events") or {}).values():
             if event.get("Type") == "SQS":
-                self.sqs_event(logical_id, name, event.get("Properties") or {})
+                code_dir = (self.root / str(props["CodeUri"])).resolve()
+                self.sqs_event(logical_id, name, event.get("Properties") or {}, code_dir, str(prop("Handler")))
                 continue
             if event.get("Type") == "Schedule":
                 every = _rate_seconds(str(self.r.resolve((event.get("Properties") or {})["Schedule"])))
@@ -583,8 +589,11 @@ class _Deployer:
                 raise DeployError("more than one function has Api events; api_front serves one handler")
             self.api_function = logical_id
 
-    def sqs_event(self, logical_id: str, function_name: str, props: Mapping[str, Any]) -> None:
+    def sqs_event(
+        self, logical_id: str, function_name: str, props: Mapping[str, Any], code_dir: Path, handler: str
+    ) -> None:
         arn = str(self.r.resolve(props["Queue"]))
+        scaling = self.r.resolve(props.get("ScalingConfig") or {})
         if arn not in self.queue_arns:
             raise DeployError(f"{logical_id}: SQS event on a queue this template does not create ({arn})")
         self.event_sources.append(
@@ -595,6 +604,9 @@ class _Deployer:
                 queue_arn=arn,
                 batch_size=int(self.r.resolve(props.get("BatchSize", 10))),
                 report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
+                code_dir=code_dir,
+                handler=handler,
             )
         )
 
