@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.observability import logger, metrics, tracer
-from bridge.webhooks import deliver_record
+from bridge.webhook_sender import deliver_record
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

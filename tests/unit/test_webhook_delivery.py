@@ -12,7 +12,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from bridge import callback_urls, webhooks
+from bridge import callback_urls, webhook_sender
 from bridge.callback_urls import CallbackTarget
 from bridge.errors import ServiceUnavailable
 from bridge.outbound import parse_retry_after, pinned_url, post_pinned
@@ -127,19 +127,19 @@ def test_default_schedule_keeps_trying_for_more_than_a_day() -> None:
 
 def test_retry_delay_follows_the_schedule_with_bounded_jitter() -> None:
     s = settings(webhook_retry_schedule=(10, 100), webhook_retry_jitter=0.2)
-    assert webhooks.retry_delay(1, None, s, rand=lambda: 0.0) == 8
-    assert webhooks.retry_delay(1, None, s, rand=lambda: 1.0) == 12
-    assert webhooks.retry_delay(2, None, s, rand=lambda: 0.5) == 100
+    assert webhook_sender.retry_delay(1, None, s, rand=lambda: 0.0) == 8
+    assert webhook_sender.retry_delay(1, None, s, rand=lambda: 1.0) == 12
+    assert webhook_sender.retry_delay(2, None, s, rand=lambda: 0.5) == 100
     rng = random.Random(7)
-    spread = {webhooks.retry_delay(2, None, s, rand=rng.random) for _ in range(50)}
+    spread = {webhook_sender.retry_delay(2, None, s, rand=rng.random) for _ in range(50)}
     assert len(spread) > 10 and min(spread) >= 80 and max(spread) <= 120
 
 
 def test_retry_after_lengthens_the_wait_but_is_capped() -> None:
     s = settings(webhook_retry_schedule=(5,), webhook_retry_jitter=0, webhook_max_retry_after_seconds=600)
-    assert webhooks.retry_delay(1, 60, s) == 60
-    assert webhooks.retry_delay(1, 1, s) == 5  # never sooner than the schedule
-    assert webhooks.retry_delay(1, 86_400, s) == 600
+    assert webhook_sender.retry_delay(1, 60, s) == 60
+    assert webhook_sender.retry_delay(1, 1, s) == 5  # never sooner than the schedule
+    assert webhook_sender.retry_delay(1, 86_400, s) == 600
 
 
 def test_schedule_and_flags_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,9 +193,9 @@ def test_each_attempt_checks_dns_again_and_refuses_a_host_that_now_points_inside
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a refused callback must not be contacted")
 
-    monkeypatch.setattr(webhooks, "post_pinned", no_network)
-    monkeypatch.setattr(webhooks, "current_signing_keys", no_network)
+    monkeypatch.setattr(webhook_sender, "post_pinned", no_network)
+    monkeypatch.setattr(webhook_sender, "current_signing_keys", no_network)
     delivery = {"callback_url": url, "event": "{}", "event_id": "evt_1"}
-    result = webhooks.attempt_delivery(delivery, settings())
+    result = webhook_sender.attempt_delivery(delivery, settings())
     assert not result.delivered and result.status_code is None
     assert result.error is not None and "private" in result.error

@@ -1,38 +1,32 @@
-"""Signed webhooks: which events a job's receiver gets, and each delivery attempt with its retries.
+"""Signed webhooks: which events a job's receiver gets, queueing them, and the API's delivery log.
 
 A delivery travels as a small SQS message ({task_id, event_id, round, attempt, due_at}); the
 event itself and every attempt live in the delivery log. Retries are new messages with a delay
 (SQS caps one delay at 15 minutes, so a longer wait hops through the queue until it is due).
+Sending, signing and retrying are in `bridge.webhook_sender`, which only the delivery function
+loads: the poll and api functions queue deliveries without paying for the HTTP and signing code.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge import jobs, webhook_store
-from bridge.callback_urls import check_callback_url
-from bridge.clients import sqs, webhook_http_client
-from bridge.errors import Conflict, InvalidRequest, ServiceUnavailable, TaskNotFound
-from bridge.observability import logger, metrics
-from bridge.outbound import AttemptResult, post_pinned
+from bridge.clients import sqs
+from bridge.errors import Conflict, ServiceUnavailable, TaskNotFound
+from bridge.observability import metrics
 from bridge.publish import event_kind
-from bridge.settings import Settings, get_settings
-from bridge.signing import current_signing_keys, signature_headers
-from bridge.timeutil import iso, utcnow
+from bridge.settings import get_settings
+from bridge.timeutil import utcnow
 from bridge.webhook_store import DeliveryStatus
 
 SQS_MAX_DELAY_S = 900
 # A redelivery starts a new round; this many rounds per event at most (the log lives in one item).
 MAX_ROUNDS = 10
-USER_AGENT = "router-one-video-bridge-webhooks/1"
 
 
 class DeliveryMessage(BaseModel):
@@ -83,130 +77,6 @@ def prepare_delivery(
     return None
 
 
-# --------------------------------------------------------------------------- one attempt
-
-
-def deliver(raw_message: dict[str, Any], now: datetime | None = None) -> str:
-    """Handle one queue message: attempt the delivery (when due), log it, schedule what follows.
-
-    Returns what happened, for logs and tests. Infrastructure errors propagate, so the message
-    goes back to the queue (and to the dead-letter queue after repeated failures).
-    """
-    settings = get_settings()
-    message = DeliveryMessage.model_validate(raw_message)
-    now = now or utcnow()
-    logger.append_keys(task_id=message.task_id, event_id=message.event_id)
-    delivery = webhook_store.get_delivery(message.task_id, message.event_id)
-    if delivery is None:
-        logger.warning("webhook message for an unknown delivery, dropped")
-        return "unknown"
-    if (
-        delivery["round"] != message.round
-        or delivery["status"] in DeliveryStatus.FINAL
-        or int(delivery.get("attempt_count") or 0) >= message.attempt
-    ):
-        logger.info("stale or duplicate webhook message, dropped", extra={"status": delivery["status"]})
-        return "stale"
-    if message.due_at and now.timestamp() < message.due_at - 1:
-        _enqueue(message, delay_s=message.due_at - now.timestamp())
-        return "deferred"
-
-    result = attempt_delivery(delivery, settings)
-    entry = {
-        "round": message.round,
-        "attempt": message.attempt,
-        "at": iso(now),
-        "status_code": result.status_code,
-        "latency_ms": result.latency_ms,
-        "error": result.error,
-    }
-    if result.delivered:
-        outcome = DeliveryStatus.DELIVERED
-    elif result.status_code == 410:
-        outcome = DeliveryStatus.GONE
-    elif message.attempt >= settings.webhook_max_attempts:
-        outcome = DeliveryStatus.DEAD_LETTERED
-    else:
-        outcome = DeliveryStatus.RETRYING
-
-    next_at = None
-    if outcome == DeliveryStatus.RETRYING:
-        delay = retry_delay(message.attempt, result.retry_after_s, settings)
-        next_at = now + timedelta(seconds=delay)
-        entry["retry_in_s"] = delay
-        # Queue the next attempt before logging this one: a crash in between repeats an attempt
-        # (receivers dedupe on webhook-id) rather than losing the chain.
-        _enqueue(
-            message.model_copy(update={"attempt": message.attempt + 1, "due_at": next_at.timestamp()}), delay_s=delay
-        )
-    elif outcome == DeliveryStatus.DEAD_LETTERED:
-        _dead_letter(delivery, message, result)
-
-    logged = webhook_store.record_attempt(
-        task_id=message.task_id,
-        event_id=message.event_id,
-        round_no=message.round,
-        attempt=message.attempt,
-        entry=entry,
-        status=outcome,
-        next_attempt_at=next_at,
-        now=now,
-    )
-    if logged and outcome == DeliveryStatus.DEAD_LETTERED:
-        jobs.note_webhook_dead_letter(message.task_id, message.event_id)
-    _count(outcome, result)
-    logger.info(
-        "webhook attempt",
-        extra={
-            "attempt": message.attempt,
-            "outcome": outcome,
-            "status_code": result.status_code,
-            "error": result.error,
-        },
-    )
-    return outcome
-
-
-def deliver_record(record: SQSRecord) -> str:
-    """Batch-processor entry point: one SQS record of the webhook queue."""
-    return deliver(json.loads(record.body))
-
-
-def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptResult:
-    """Check the URL again (DNS may have changed), sign, and POST to the checked address."""
-    try:
-        target = check_callback_url(
-            delivery["callback_url"],
-            allow_http=settings.webhook_allow_loopback,
-            allow_loopback=settings.webhook_allow_loopback,
-        )
-    except InvalidRequest as exc:
-        return AttemptResult(None, 0, f"refused: {exc.message}")
-    body: str = delivery["event"]  # the exact bytes that are signed
-    headers = signature_headers(
-        current_signing_keys(), message_id=delivery["event_id"], timestamp=utcnow(), body=body
-    ) | {"user-agent": USER_AGENT}
-    return post_pinned(
-        webhook_http_client(),
-        target,
-        body=body.encode("utf-8"),
-        headers=headers,
-        timeout_s=settings.webhook_timeout_seconds,
-    )
-
-
-def retry_delay(
-    attempt: int, retry_after_s: float | None, settings: Settings, rand: Callable[[], float] = random.random
-) -> int:
-    """Seconds before the attempt after `attempt`: the schedule's step with jitter, or longer if asked."""
-    schedule = settings.webhook_retry_schedule
-    base = schedule[min(attempt, len(schedule)) - 1]
-    delay = base * (1 + settings.webhook_retry_jitter * (2 * rand() - 1))
-    if retry_after_s is not None:
-        delay = max(delay, min(retry_after_s, settings.webhook_max_retry_after_seconds))
-    return max(1, math.ceil(delay))
-
-
 # --------------------------------------------------------------------------- the API's side
 
 
@@ -232,7 +102,7 @@ def redeliver(task_id: str, event_id: str) -> dict[str, Any]:
     round_no = webhook_store.start_round(task_id, event_id, now=utcnow(), max_rounds=MAX_ROUNDS)
     if round_no is None:
         raise Conflict(f"event '{event_id}' was already sent in {MAX_ROUNDS} rounds", code="redelivery_limit_reached")
-    _enqueue(DeliveryMessage(task_id=task_id, event_id=event_id, round=round_no), delay_s=0)
+    enqueue(DeliveryMessage(task_id=task_id, event_id=event_id, round=round_no), delay_s=0)
     metrics.add_metric(name="WebhookRedeliveries", unit="Count", value=1)
     return {"task_id": task_id, "event_id": event_id, "status": DeliveryStatus.PENDING, "round": round_no}
 
@@ -248,7 +118,7 @@ def _public(delivery: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _enqueue(message: DeliveryMessage, *, delay_s: float) -> None:
+def enqueue(message: DeliveryMessage, *, delay_s: float) -> None:
     queue_url = get_settings().webhook_queue_url
     if not queue_url:
         raise ServiceUnavailable("webhooks are not configured on this bridge", code="webhooks_not_configured")
@@ -257,33 +127,3 @@ def _enqueue(message: DeliveryMessage, *, delay_s: float) -> None:
         MessageBody=message.model_dump_json(exclude_none=True),
         DelaySeconds=max(0, min(SQS_MAX_DELAY_S, math.ceil(delay_s))),
     )
-
-
-def _dead_letter(delivery: dict[str, Any], message: DeliveryMessage, result: AttemptResult) -> None:
-    queue_url = get_settings().webhook_dead_letter_queue_url
-    if not queue_url:
-        logger.error("no dead-letter queue configured; the delivery log keeps the event")
-        return
-    body = {
-        "reason": "retries_exhausted",
-        "task_id": message.task_id,
-        "event_id": message.event_id,
-        "round": message.round,
-        "attempts": message.attempt,
-        "last_status_code": result.status_code,
-        "last_error": result.error,
-        "event": json.loads(delivery["event"]),
-    }
-    sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(body, separators=(",", ":")))
-
-
-def _count(outcome: str, result: AttemptResult) -> None:
-    names = {
-        DeliveryStatus.DELIVERED: "WebhooksDelivered",
-        DeliveryStatus.GONE: "WebhooksGone",
-        DeliveryStatus.DEAD_LETTERED: "WebhooksDeadLettered",
-    }
-    if not result.delivered:
-        metrics.add_metric(name="WebhookAttemptsFailed", unit="Count", value=1)
-    if outcome in names:
-        metrics.add_metric(name=names[outcome], unit="Count", value=1)
