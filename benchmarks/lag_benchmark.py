@@ -141,6 +141,8 @@ def run_load(
             parameters={"LogLevel": "ERROR", "WebhookAllowLoopback": "true", "PollIntervalSeconds": "3"},
             on_event=on_event,
             name="bench",
+            # Several receivers per observer queue, so the observer is not what is measured.
+            event_readers=4,
         )
         callback = f"{local.receiver.url}/hooks/bench"
         bodies = [

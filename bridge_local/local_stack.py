@@ -58,6 +58,7 @@ def start_local_stack(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     simulator_options: dict[str, Any] | None = None,
     name: str = "local",
+    event_readers: int = 1,
 ) -> LocalStack:
     """Start everything, registering each stop on `cleanup`; the upstream key is stored as a deploy would."""
     # No X-Ray daemon and no CloudWatch here; the env can still override.
@@ -77,7 +78,7 @@ def start_local_stack(
     for poller in start_pollers(stack.event_sources, stack.region):
         cleanup.callback(poller.stop)
     if on_event is not None:
-        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event).start()
+        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event, readers=event_readers).start()
         cleanup.callback(tail.stop)
     front = ApiFront(stack.api_front_handler([api_key]), stack.api_routes, stage=stack.stage).start()
     cleanup.callback(front.stop)

@@ -281,21 +281,29 @@ def _row_count(bridge: LocalBridge) -> int:
     return bridge.aws.client("dynamodb").scan(TableName=bridge.stack.table_name, Select="COUNT")["Count"]
 
 
-def test_a_missing_jobs_table_defers_the_job_to_the_reconciler_instead_of_losing_it(bridge: LocalBridge) -> None:
+def test_a_missing_jobs_table_defers_the_job_to_the_reconciler_instead_of_losing_it(
+    bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real AWS error (not a mock): the job write fails, the reconcile queue takes the job."""
-    from bridge import clients, settings
+    import boto3
 
-    original = os.environ["JOBS_TABLE_NAME"]
-    os.environ["JOBS_TABLE_NAME"] = "no-such-table"
-    settings.get_settings.cache_clear()
-    clients.reset()
-    try:
-        response = bridge.submit(run_s=1.0, queue_s=0.1)
-    finally:
-        os.environ["JOBS_TABLE_NAME"] = original
-        settings.get_settings.cache_clear()
-        clients.reset()
+    from bridge import jobs
+
+    real_create_job = jobs.create_job
+    failed: list[str] = []
+
+    def first_write_goes_to_a_missing_table(**fields: Any) -> dict[str, Any]:
+        # Only this submit's write misses: the reconciler, which may run at the same moment in
+        # this process, writes to the real table (changing the shared env would break it too).
+        if not failed:
+            failed.append(fields["task_id"])
+            boto3.resource("dynamodb").Table("no-such-table").put_item(Item={"task_id": fields["task_id"]})
+        return real_create_job(**fields)
+
+    monkeypatch.setattr(jobs, "create_job", first_write_goes_to_a_missing_table)
+    response = bridge.submit(run_s=1.0, queue_s=0.1)
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    # The reconciler (whose table is fine) records and tracks it; the outcome arrives as usual.
+    assert failed == [task_id]  # the write really failed, with the emulator's own error
+    # The reconciler records and tracks it; the outcome arrives as usual.
     assert bridge.events.wait_for(task_id, timeout=60)["sns"][0]["event"]["data"]["status"] == "completed"

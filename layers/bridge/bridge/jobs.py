@@ -244,7 +244,31 @@ def list_jobs(*, status: str | None, limit: int, start_key: dict[str, Any] | Non
     if start_key:
         query["ExclusiveStartKey"] = start_key
     page = jobs_table().query(**query)
-    return [plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+    keys = [item["task_id"] for item in page.get("Items", [])]
+    return _rows_in_order(keys), page.get("LastEvaluatedKey")
+
+
+def _rows_in_order(task_ids: list[str]) -> list[dict[str, Any]]:
+    """The rows behind a page of index keys, in the page's order.
+
+    The list indexes project keys only: a poll's update (progress, timestamps) then writes the
+    table alone, not two indexes whose few partition keys ("job", a status) would take every
+    write of every running job (see docs/limits.md). A page costs one BatchGetItem instead.
+    """
+    if not task_ids:
+        return []
+    table = jobs_table()
+    found: dict[str, dict[str, Any]] = {}
+    request: dict[str, Any] = {table.name: {"Keys": [{"task_id": task_id} for task_id in task_ids]}}
+    for _ in range(10):  # unprocessed keys are retried a few times, as the SDK advises
+        answer = table.meta.client.batch_get_item(RequestItems=request)
+        for item in answer.get("Responses", {}).get(table.name, []):
+            found[item["task_id"]] = plain(item)
+        request = answer.get("UnprocessedKeys") or {}
+        if not request:
+            break
+    # A row may have expired (TTL) between the query and the read: it is simply not listed.
+    return [found[task_id] for task_id in task_ids if task_id in found]
 
 
 def replace_event(task_id: str, event: dict[str, Any], *, video: dict[str, Any]) -> None:
