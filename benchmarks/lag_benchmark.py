@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -51,7 +52,7 @@ DEFAULT_PLOT = ROOT / "docs" / "lag-vs-load.png"
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100) of a non-empty sample."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
