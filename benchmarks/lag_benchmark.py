@@ -246,6 +246,8 @@ def plot(results: list[LoadResult], path: Path) -> None:
             values = [percentile(r.lag_s[channel], q) if r.lag_s.get(channel) else float("nan") for r in results]
             ax.plot(loads, values, style, marker=marker, label=f"{channel} p{q}")
     ax.set_xscale("log")
+    ax.set_xticks(loads, labels=[str(n) for n in loads])
+    ax.minorticks_off()
     ax.set_xlabel("concurrent jobs")
     ax.set_ylabel("lag after upstream completion (s)")
     ax.set_title("Event lag against load (local stack)")
