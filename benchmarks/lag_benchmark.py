@@ -42,9 +42,13 @@ for _path in (ROOT, ROOT / "layers" / "bridge"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from bridge.timeutil import parse_iso  # noqa: E402
 from bridge_local.local_stack import LocalStack, start_local_stack  # noqa: E402
 
 CHANNELS = ("sns", "eventbridge", "webhook")
+# The SNS lag in two parts: until the poll that saw the end recorded it (the job row's
+# finished_at), and from there to arrival (publishing and delivery).
+STAGES = ("detected", "published")
 TERMINAL_TYPES = {f"video.generation.{s}" for s in ("completed", "failed", "timed_out", "canceled")}
 DEFAULT_PLOT = ROOT / "docs" / "lag-vs-load.png"
 
@@ -61,6 +65,7 @@ class LoadResult:
     jobs: int
     submit_s: list[float] = field(default_factory=list)
     lag_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    stage_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     refused: int = 0
     missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed_executions: int = 0
@@ -88,6 +93,7 @@ class LoadResult:
             "jobs": self.jobs,
             "submit_latency_s": pcts(self.submit_s),
             "lag_s": {channel: pcts(self.lag_s.get(channel, [])) for channel in CHANNELS},
+            "sns_lag_stages_s": {stage: pcts(self.stage_s.get(stage, [])) for stage in STAGES},
             "completed": self.completed,
             "jobs_per_s": round(self.jobs_per_s, 2),
             "wall_s": round(self.wall_s, 1),
@@ -193,6 +199,7 @@ def run_load(
         last_arrival = max((at for task_id in accepted for at in arrivals.of(task_id).values()), default=started)
         result.wall_s = last_arrival - started
 
+        dynamodb = local.aws.client("dynamodb")
         for task_id in accepted:
             task = local.simulator.task(task_id)
             finished_upstream = task["created_at"] + task["config"]["queue_s"] + task["config"]["run_s"]
@@ -202,6 +209,11 @@ def run_load(
                     result.lag_s[channel].append(got[channel] - finished_upstream)
                 else:
                     result.missing[channel] += 1
+            row = dynamodb.get_item(TableName=local.stack.table_name, Key={"task_id": {"S": task_id}}).get("Item", {})
+            if "finished_at" in row and "sns" in got:
+                recorded = parse_iso(row["finished_at"]["S"]).timestamp() + wall_to_monotonic
+                result.stage_s["detected"].append(recorded - finished_upstream)
+                result.stage_s["published"].append(got["sns"] - recorded)
         sfn = local.aws.client("stepfunctions")
         pages = sfn.get_paginator("list_executions").paginate(
             stateMachineArn=local.stack.state_machine_arn, statusFilter="FAILED"
@@ -220,6 +232,8 @@ def render(results: list[LoadResult]) -> str:
     rows = [
         ["submit latency p50/p95/p99 (s)", *[cell(r.submit_s) for r in results]],
         *[[f"lag to {c} p50/p95/p99 (s)", *[cell(r.lag_s.get(c, [])) for r in results]] for c in CHANNELS],
+        ["  sns part 1: until the end is recorded (s)", *[cell(r.stage_s.get("detected", [])) for r in results]],
+        ["  sns part 2: from record to arrival (s)", *[cell(r.stage_s.get("published", [])) for r in results]],
         ["jobs completed", *[str(r.completed) for r in results]],
         ["jobs completed per second", *[f"{r.jobs_per_s:.2f}" for r in results]],
         ["wall time (s)", *[f"{r.wall_s:.1f}" for r in results]],
