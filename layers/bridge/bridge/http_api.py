@@ -37,7 +37,6 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
@@ -260,6 +259,9 @@ def _link(document: dict[str, Any], path: str, method: str, status: str, links: 
 
 def openapi_document(server_url: str = "/") -> dict[str, Any]:
     """This API's OpenAPI 3.1 document, generated from the routes and models above."""
+    # Imported here: Powertools' OpenAPI models take about 100 ms to import, and only this route needs them.
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+
     schema = app.get_openapi_schema(
         title="Router One video bridge",
         version=API_VERSION,
