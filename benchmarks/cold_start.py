@@ -47,6 +47,22 @@ RUNTIME_PACKAGES = (
     *(LAYER_DIR / "requirements.txt").read_text().split(),
 )
 TARGETS_MS = {"ApiFunction": 250.0, "PollFunction": 150.0}
+# What the handlers' import time is made of: each of these alone, in the same clean interpreter.
+BUILDING_BLOCKS = {
+    "botocore (session + client)": ("botocore.session", "botocore.client"),
+    "boto3": ("boto3",),
+    "httpx": ("httpx",),
+    "pydantic": ("pydantic",),
+    "Powertools logger + metrics": ("aws_lambda_powertools.logging", "aws_lambda_powertools.metrics"),
+}
+BLOCK_PROBE = """
+import sys, time
+sys.path[:0] = {paths!r}
+started = time.perf_counter()
+for name in {modules!r}:
+    __import__(name)
+print((time.perf_counter() - started) * 1000)
+"""
 
 # Runs in the fresh interpreter: time the import, then name what it loaded.
 PROBE = """
@@ -152,6 +168,22 @@ def time_imports(report: FunctionReport, runtime: Path, env: dict[str, str], run
         report.packages, report.bridge_modules = result["packages"], result["bridge"]
 
 
+def time_building_blocks(runtime: Path, runs: int) -> dict[str, float]:
+    medians = {}
+    for label, modules in BUILDING_BLOCKS.items():
+        samples = []
+        for _ in range(runs):
+            done = subprocess.run(
+                [sys.executable, "-I", "-S", "-c", BLOCK_PROBE.format(paths=[str(runtime)], modules=modules)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples.append(float(done.stdout.strip()))
+        medians[label] = statistics.median(samples)
+    return medians
+
+
 def _tree_size(path: Path) -> tuple[int, int]:
     files = [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     raw = sum(p.stat().st_size for p in files)
@@ -223,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     layer_raw, layer_zipped = sizes.get("BridgeLayer", (0, 0))
     print(f"{'BridgeLayer':<{width}}  {'':>16}  {'':>7}  {_kib(layer_raw):>12}  {_kib(layer_zipped):>12}")
+    print(f"\nbuilding blocks, each imported alone (median of {args.runs}):")
+    for label, ms in time_building_blocks(runtime, args.runs).items():
+        print(f"  {label:<30} {ms:>6.1f} ms")
     print("\nwhat each handler's import loads (third-party packages | bridge modules):")
     for r in reports:
         print(f"  {r.logical_id:<{width}}  {', '.join(r.packages)} | {', '.join(r.bridge_modules)}")
