@@ -1,7 +1,10 @@
 """Cold start and package size of every function: `.venv/bin/python benchmarks/cold_start.py`.
 
 Import time. For each function of the template, a fresh interpreter imports its handler module
-(`app`) `--runs` times and the median is reported. The interpreter sees what the function sees
+(`app`) `--runs` times and the median is reported. The handlers load the AWS SDK at their first
+AWS call, not at import (see `bridge/clients.py`), so for every function with AWS permissions the
+same interpreter then times that first load: importing boto3 and making one client. The import
+plus that is what a cold start costs before the first AWS request, and is printed as the total. The interpreter sees what the function sees
 on Lambda and nothing else: the standard library (`-I -S`: no site-packages, no environment
 paths), the function's code, the bridge layer and a runtime directory holding exactly the
 packages the deployed function gets (the Lambda runtime's boto3, the Powertools layer's packages,
@@ -74,7 +77,13 @@ elapsed = time.perf_counter() - started
 stdlib = sys.stdlib_module_names
 top = sorted({{n.split(".")[0] for n in sys.modules if n.split(".")[0] not in stdlib and not n.startswith("_")}} - {{"app", "bridge"}})
 bridge = sorted(n.removeprefix("bridge.") for n in sys.modules if n.startswith("bridge."))
-print(json.dumps({{"ms": elapsed * 1000, "packages": top, "bridge": bridge}}))
+sdk = None
+if {uses_aws!r}:
+    started = time.perf_counter()
+    from bridge import clients
+    clients.aws().client("dynamodb")
+    sdk = (time.perf_counter() - started) * 1000
+print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "packages": top, "bridge": bridge}}))
 """
 
 
@@ -82,7 +91,9 @@ print(json.dumps({{"ms": elapsed * 1000, "packages": top, "bridge": bridge}}))
 class FunctionReport:
     logical_id: str
     code_dir: Path
+    uses_aws: bool
     import_ms: list[float] = field(default_factory=list)
+    sdk_ms: list[float] = field(default_factory=list)
     packages: list[str] = field(default_factory=list)
     bridge_modules: list[str] = field(default_factory=list)
     size_bytes: int = 0
@@ -91,6 +102,17 @@ class FunctionReport:
     @property
     def median_ms(self) -> float:
         return statistics.median(self.import_ms)
+
+    @property
+    def sdk_median_ms(self) -> float | None:
+        return statistics.median(self.sdk_ms) if self.sdk_ms else None
+
+    @property
+    def total_median_ms(self) -> float:
+        """Import plus the first AWS client, run by run (the median of the sums)."""
+        if not self.sdk_ms:
+            return self.median_ms
+        return statistics.median(a + b for a, b in zip(self.import_ms, self.sdk_ms, strict=True))
 
 
 def template_functions() -> tuple[dict[str, Any], dict[str, str]]:
@@ -154,7 +176,7 @@ def time_imports(report: FunctionReport, runtime: Path, env: dict[str, str], run
     }
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", PROBE.format(paths=paths)],
+            [sys.executable, "-I", "-S", "-c", PROBE.format(paths=paths, uses_aws=report.uses_aws)],
             capture_output=True,
             text=True,
             env=lambda_env,
@@ -165,6 +187,8 @@ def time_imports(report: FunctionReport, runtime: Path, env: dict[str, str], run
             raise SystemExit(f"{report.logical_id}: importing the handler failed:\n{done.stderr}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         report.import_ms.append(result["ms"])
+        if result["sdk_ms"] is not None:
+            report.sdk_ms.append(result["sdk_ms"])
         report.packages, report.bridge_modules = result["packages"], result["bridge"]
 
 
@@ -232,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     functions, env = template_functions()
     runtime = ensure_runtime()
     reports = [
-        FunctionReport(logical_id, (ROOT / props["CodeUri"]).resolve()) for logical_id, props in functions.items()
+        FunctionReport(logical_id, (ROOT / props["CodeUri"]).resolve(), uses_aws=bool(props.get("Policies")))
+        for logical_id, props in functions.items()
     ]
     for report in reports:
         time_imports(report, runtime, env, args.runs)
@@ -242,19 +267,25 @@ def main(argv: list[str] | None = None) -> int:
 
     width = max(len(r.logical_id) for r in reports)
     print(f"handler import time, median of {args.runs} fresh interpreters (min in brackets); build: {how}")
-    print(f"{'function':<{width}}  {'import':>16}  {'target':>7}  {'package':>12}  {'zipped':>12}")
+    print(
+        f"{'function':<{width}}  {'import':>16}  {'target':>7}  {'+ SDK, 1st client':>17}  {'cold total':>10}  "
+        f"{'package':>12}  {'zipped':>12}"
+    )
     missed = []
     for r in reports:
         target = TARGETS_MS.get(r.logical_id)
         verdict = "" if target is None else (f"{target:>5.0f} ✓" if r.median_ms <= target else f"{target:>5.0f} ✗")
         if target is not None and r.median_ms > target:
             missed.append(r.logical_id)
+        sdk = "-" if r.sdk_median_ms is None else f"{r.sdk_median_ms:.1f} ms"
         print(
             f"{r.logical_id:<{width}}  {r.median_ms:>7.1f} ms ({min(r.import_ms):>4.0f})  {verdict:>7}  "
-            f"{_kib(r.size_bytes):>12}  {_kib(r.zipped_bytes):>12}"
+            f"{sdk:>17}  {r.total_median_ms:>7.1f} ms  {_kib(r.size_bytes):>12}  {_kib(r.zipped_bytes):>12}"
         )
     layer_raw, layer_zipped = sizes.get("BridgeLayer", (0, 0))
-    print(f"{'BridgeLayer':<{width}}  {'':>16}  {'':>7}  {_kib(layer_raw):>12}  {_kib(layer_zipped):>12}")
+    print(
+        f"{'BridgeLayer':<{width}}  {'':>16}  {'':>7}  {'':>17}  {'':>10}  {_kib(layer_raw):>12}  {_kib(layer_zipped):>12}"
+    )
     print(f"\nbuilding blocks, each imported alone (median of {args.runs}):")
     for label, ms in time_building_blocks(runtime, args.runs).items():
         print(f"  {label:<30} {ms:>6.1f} ms")
@@ -268,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     r.logical_id: {
                         "import_ms_median": round(r.median_ms, 1),
                         "import_ms_runs": [round(ms, 1) for ms in r.import_ms],
+                        "sdk_first_client_ms_median": None if r.sdk_median_ms is None else round(r.sdk_median_ms, 1),
+                        "cold_total_ms_median": round(r.total_median_ms, 1),
                         "packages": r.packages,
                         "bridge_modules": r.bridge_modules,
                         "package_bytes": r.size_bytes,

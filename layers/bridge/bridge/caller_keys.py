@@ -14,8 +14,7 @@ import base64
 import re
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from bridge import aws_errors
 from bridge.clients import kms
 from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamTransientError
 from bridge.settings import get_settings
@@ -58,7 +57,7 @@ def seal(header_value: str | None) -> CallerKey | None:
         )
     try:
         blob = kms().encrypt(KeyId=key_id, Plaintext=key.encode(), EncryptionContext=_CONTEXT)["CiphertextBlob"]
-    except (ClientError, BotoCoreError):
+    except (aws_errors.ClientError, aws_errors.BotoCoreError):
         raise ServiceUnavailable(
             "the bridge could not encrypt the Router One key; nothing was submitted, retry shortly",
             code="caller_key_unavailable",
@@ -74,6 +73,6 @@ def unseal(ciphertext: str) -> str:
             KeyId=get_settings().caller_key_kms_key_id,
             EncryptionContext=_CONTEXT,
         )
-    except (ClientError, BotoCoreError) as exc:
+    except (aws_errors.ClientError, aws_errors.BotoCoreError) as exc:
         raise UpstreamTransientError(f"could not decrypt the caller's Router One key ({type(exc).__name__})") from None
     return bytes(answer["Plaintext"]).decode()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_lambda_powertools.utilities import parameters
-
+from bridge.clients import secret_text
 from bridge.errors import ServiceUnavailable
 from bridge.settings import get_settings
 
@@ -13,8 +12,7 @@ from bridge.settings import get_settings
 def router_one_api_key() -> str:
     """The key, from a secret holding {"api_key": "sk-..."} or the bare key. Never logged."""
     settings = get_settings()
-    raw = parameters.get_secret(settings.router_one_api_key_secret, max_age=settings.secret_max_age_seconds)
-    key = raw if isinstance(raw, str) else raw.decode()
+    key = secret_text(settings.router_one_api_key_secret, max_age_s=settings.secret_max_age_seconds)
     if key.lstrip().startswith("{"):
         try:
             key = str(json.loads(key).get("api_key") or "")

@@ -1,27 +1,24 @@
 """Submit with an `Idempotency-Key`: a retry with the same key and body gets the first answer,
-without a second upstream call (Powertools idempotency, records in DynamoDB)."""
+without a second upstream call (Powertools idempotency, records in DynamoDB).
+
+Powertools' idempotency package imports boto3 when it loads, so it is imported by the first submit
+that carries a key, not with the API function: most submits never need it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
+from typing import TYPE_CHECKING, Any
 
 from bridge.caller_keys import CallerKey
 from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest
 from bridge.settings import get_settings
 from bridge.submission import submit
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 MAX_KEY_LENGTH = 255
 
@@ -33,6 +30,11 @@ def submit_with_key(
         return submit(request, caller_key).model_dump()
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (  # deferred: see the module docstring
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     submit_once, config = _idempotent_submit()
     if context is not None:
         # Lets an in-progress record expire with this invocation if it dies mid-way.
@@ -64,6 +66,12 @@ def _submit_once(submission: dict[str, Any], caller_key: CallerKey | None = None
 
 @lru_cache(maxsize=1)
 def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
+    from aws_lambda_powertools.utilities.idempotency import (  # deferred: see the module docstring
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
     settings = get_settings()
     if not settings.idempotency_table_name:
         raise ServiceUnavailable("idempotent submits are not configured on this bridge", code="idempotency_unavailable")

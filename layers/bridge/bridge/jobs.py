@@ -6,9 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
-
+from bridge import aws_errors
 from bridge.clients import jobs_table
 from bridge.dynamo import is_conditional_failure, plain, storable
 from bridge.errors import TaskNotFound
@@ -79,8 +77,8 @@ def create_job(
     if caller_key_ciphertext:
         item[CALLER_KEY_FIELD] = caller_key_ciphertext
     try:
-        jobs_table().put_item(Item=item, ConditionExpression=Attr("task_id").not_exists())
-    except ClientError as exc:
+        jobs_table().put_item(Item=item, ConditionExpression="attribute_not_exists(task_id)")
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return get_job(task_id)
@@ -143,7 +141,7 @@ def record_progress(
             },
             ReturnValues="ALL_OLD",
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return None
@@ -166,7 +164,7 @@ def claim_progress_notification(task_id: str, *, progress: int, now: datetime, m
                 ":progress": progress,
             },
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return False
@@ -184,7 +182,7 @@ def note_webhook_dead_letter(task_id: str, event_id: str) -> None:
             ConditionExpression="attribute_exists(task_id) AND NOT contains(webhook_dead_letters, :id)",
             ExpressionAttributeValues={":empty": [], ":ids": [event_id], ":id": event_id},
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
 
@@ -219,7 +217,7 @@ def record_outcome(
                 ":owner": owner,
             },
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         stored = get_job(task_id)
@@ -232,12 +230,14 @@ def record_outcome(
 def list_jobs(*, status: str | None, limit: int, start_key: dict[str, Any] | None) -> tuple[list[dict[str, Any]], Any]:
     """One page of jobs, newest first (optionally of one status), and the key to continue from."""
     if status:
-        index, condition = STATUS_INDEX, Key("status").eq(status)
+        index, key, value = STATUS_INDEX, "status", status
     else:
-        index, condition = LIST_INDEX, Key("kind").eq(JOB_KIND)
+        index, key, value = LIST_INDEX, "kind", JOB_KIND
     query: dict[str, Any] = {
         "IndexName": index,
-        "KeyConditionExpression": condition,
+        "KeyConditionExpression": "#key = :value",
+        "ExpressionAttributeNames": {"#key": key},
+        "ExpressionAttributeValues": {":value": value},
         "ScanIndexForward": False,
         "Limit": limit,
     }

@@ -11,9 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from bridge import jobs, webhooks
+from bridge import aws_errors, jobs, webhooks
 from bridge.clients import stepfunctions
 from bridge.errors import Conflict, InvalidRequest
 from bridge.models import JobStatus
@@ -72,7 +70,7 @@ def _stop_tracking(job: dict[str, Any], state_machine_arn: str | None) -> None:
     execution_arn = job.get("execution_id") or _execution_arn(state_machine_arn, execution_name(job["task_id"]))
     try:
         stepfunctions().stop_execution(executionArn=execution_arn, cause="canceled on request")
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         # Already ended (or never started): nothing to stop. A loop we missed ends at its next poll anyway,
         # since the job's outcome is recorded.
         logger.info("no running execution to stop", extra={"code": exc.response.get("Error", {}).get("Code")})
@@ -93,7 +91,7 @@ def _publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str 
     name = f"{execution_name(job['task_id'])}--canceled"
     try:
         stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
             raise
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal, DecimalException
+from decimal import Clamped, Context, Decimal, DecimalException, Inexact, Overflow, Rounded, Underflow
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 MAX_METADATA_BYTES = 2048
+# DynamoDB numbers: 38 significant digits, magnitudes 1E-130 to 1E+126. Any rounding or clamping
+# traps, so a number that would not be stored exactly is refused (defined here rather than taken
+# from boto3, which the models must not pull in at import time).
+DYNAMODB_NUMBERS = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 # Metadata is stored as a DynamoDB map (32 levels at most, counting the row around it) and echoed in
 # every event; 16 levels is far more than an order id or a few tags need.
 MAX_METADATA_DEPTH = 16
@@ -44,7 +47,7 @@ def _storable_number(value: int | float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite")
     try:
-        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float) else value)
+        DYNAMODB_NUMBERS.create_decimal(Decimal(repr(value)) if isinstance(value, float) else value)
     except DecimalException:
         raise ValueError("numbers must have at most 38 significant digits and fit DynamoDB's range") from None
 
@@ -114,7 +117,8 @@ class GenerationRequest(BaseModel):
     """Router One's submit body, validated by the same rules Router One documents."""
 
     # Strict: "5" is not a duration and 5 is not a prompt. Unknown fields are refused, not dropped.
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # Built at first use (defer_build), as every model here: a function pays only for those it uses.
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
     model: Text = Field(
         min_length=1, max_length=MAX_MODEL_LENGTH, description="A Router One model id with video capability"
@@ -171,6 +175,8 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 
 
 class SubmitAccepted(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     task_id: str
     status: str = "pending"
 
@@ -178,7 +184,7 @@ class SubmitAccepted(BaseModel):
 class UpstreamStatus(BaseModel):
     """One answer of Router One's status endpoint; unknown statuses are kept as they came."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str | None = None
     status: str
@@ -190,7 +196,7 @@ class UpstreamStatus(BaseModel):
 class LoopState(BaseModel):
     """What the state machine carries between waits: the poll function's input and output."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str
     model: str

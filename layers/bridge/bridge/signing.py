@@ -10,10 +10,10 @@ import binascii
 import json
 from datetime import datetime
 
-from aws_lambda_powertools.utilities import parameters
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
+from bridge.clients import secret_text
 from bridge.errors import ServiceUnavailable
 from bridge.settings import get_settings
 
@@ -44,8 +44,7 @@ def current_signing_keys() -> list[Webhook]:
     settings = get_settings()
     if not settings.webhook_signing_secret:
         raise _unusable("is not configured (WEBHOOK_SIGNING_SECRET)")
-    raw = parameters.get_secret(settings.webhook_signing_secret, max_age=settings.secret_max_age_seconds)
-    return signing_keys(raw if isinstance(raw, str) else raw.decode())
+    return signing_keys(secret_text(settings.webhook_signing_secret, max_age_s=settings.secret_max_age_seconds))
 
 
 def signature_headers(keys: list[Webhook], *, message_id: str, timestamp: datetime, body: str) -> dict[str, str]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from bridge import jobs
+from bridge import aws_errors, jobs
 from bridge.callback_urls import check_callback_url
 from bridge.caller_keys import CALLER_KEY_FLAG, CALLER_KEY_HEADER, CallerKey
 from bridge.clients import sqs, stepfunctions
@@ -41,7 +39,7 @@ def submit(request: GenerationRequest, caller_key: CallerKey | None = None) -> S
     }
     try:
         record_and_track(record)
-    except (ClientError, BotoCoreError):
+    except (aws_errors.ClientError, aws_errors.BotoCoreError):
         # Router One already has (and bills) the task: hand it to the reconciler rather than lose it.
         logger.exception("accepted upstream but not tracked; deferring to the reconciler")
         if not defer_to_reconciler(record):
@@ -108,7 +106,7 @@ def defer_to_reconciler(record: dict[str, Any]) -> bool:
         return False
     try:
         sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, separators=(",", ":")))
-    except (ClientError, BotoCoreError):
+    except (aws_errors.ClientError, aws_errors.BotoCoreError):
         logger.exception("could not queue the job for the reconciler either")
         return False
     return True
@@ -157,7 +155,7 @@ def start_tracking(job: dict[str, Any]) -> str:
         return stepfunctions().start_execution(
             stateMachineArn=settings.state_machine_arn, name=name, input=json.dumps(loop_input)
         )["executionArn"]
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
             raise
         logger.info("job already tracked", extra={"execution_name": name})

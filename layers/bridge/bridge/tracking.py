@@ -9,9 +9,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from bridge import jobs, model_stats, webhooks
+from bridge import aws_errors, jobs, model_stats, webhooks
 from bridge.caller_keys import CALLER_KEY_FLAG, unseal
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
@@ -247,7 +245,7 @@ def _remember_duration(state: LoopState, now: datetime) -> None:
     elapsed = (now - parse_iso(state.submitted_at)).total_seconds()
     try:
         model_stats.record_duration(state.model, elapsed - since if since is not None else elapsed)
-    except ClientError:
+    except aws_errors.ClientError:
         logger.warning("could not record the model's duration", extra={"model": state.model})
 
 

@@ -13,9 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from botocore.exceptions import BotoCoreError, ClientError
 
-from bridge import jobs, webhook_store
+from bridge import aws_errors, jobs, webhook_store
 from bridge.clients import s3, video_http_client
 from bridge.observability import logger, metrics
 from bridge.settings import get_settings
@@ -98,7 +97,7 @@ def _copy(task_id: str, url: str | None) -> dict[str, Any]:
             )
     except httpx.HTTPError as exc:
         raise VideoCopyError(f"download failed: {type(exc).__name__}") from None
-    except (ClientError, BotoCoreError) as exc:
+    except (aws_errors.ClientError, aws_errors.BotoCoreError) as exc:
         raise VideoCopyError(f"upload failed: {exc}") from None
     expires_in = settings.presigned_url_seconds
     presigned = s3().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in)

@@ -10,9 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
-
+from bridge import aws_errors
 from bridge.clients import deliveries_table
 from bridge.dynamo import is_conditional_failure, plain, storable
 from bridge.timeutil import iso
@@ -48,8 +46,8 @@ def create_delivery(
     if expires_at:
         item["expires_at"] = expires_at
     try:
-        deliveries_table().put_item(Item=item, ConditionExpression=Attr("event_id").not_exists())
-    except ClientError as exc:
+        deliveries_table().put_item(Item=item, ConditionExpression="attribute_not_exists(event_id)")
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return False
@@ -63,7 +61,11 @@ def get_delivery(task_id: str, event_id: str) -> dict[str, Any] | None:
 
 def list_deliveries(task_id: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    query: dict[str, Any] = {"KeyConditionExpression": Key("task_id").eq(task_id), "ConsistentRead": True}
+    query: dict[str, Any] = {
+        "KeyConditionExpression": "task_id = :task_id",
+        "ExpressionAttributeValues": {":task_id": task_id},
+        "ConsistentRead": True,
+    }
     while True:
         page = deliveries_table().query(**query)
         items.extend(plain(item) for item in page.get("Items", []))
@@ -102,7 +104,7 @@ def record_attempt(
                 ":round": round_no,
             },
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return False
@@ -130,7 +132,7 @@ def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) 
             },
             ReturnValues="UPDATED_NEW",
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return None
@@ -151,6 +153,6 @@ def replace_event(task_id: str, event: dict[str, Any]) -> None:
                 ":one": 1,
             },
         )
-    except ClientError as exc:
+    except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise

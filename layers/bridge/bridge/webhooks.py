@@ -32,7 +32,7 @@ MAX_ROUNDS = 10
 class DeliveryMessage(BaseModel):
     """The webhook queue's message body."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     task_id: str = Field(min_length=1)
     event_id: str = Field(min_length=1)
