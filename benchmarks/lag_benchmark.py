@@ -70,6 +70,9 @@ class LoadResult:
     missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed_executions: int = 0
     wall_s: float = 0.0
+    # CPU seconds per second the whole local stack (this one process) used, submits to last event: near 1 core, the
+    # GIL's limit, means it was saturated and queueing rather than per-job work set the lag.
+    cpu_cores: float = 0.0
 
     @property
     def completed(self) -> int:
@@ -97,6 +100,7 @@ class LoadResult:
             "completed": self.completed,
             "jobs_per_s": round(self.jobs_per_s, 2),
             "wall_s": round(self.wall_s, 1),
+            "cpu_cores_busy": round(self.cpu_cores, 2),
             "errors": {
                 "refused_submits": self.refused,
                 "missing_events": dict(self.missing),
@@ -162,7 +166,7 @@ def run_load(
         ]
         accepted: list[str] = []
         lock = threading.Lock()
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         with httpx.Client(
             base_url=local.api_url, timeout=60, headers={"Authorization": f"Bearer {local.api_key}"}
         ) as client:
@@ -195,6 +199,7 @@ def run_load(
                 time.sleep(0.5)
         last_arrival = max((at for task_id in accepted for at in arrivals.of(task_id).values()), default=started)
         result.wall_s = last_arrival - started
+        result.cpu_cores = (time.process_time() - cpu_started) / max(time.monotonic() - started, 1e-9)
 
         dynamodb = local.aws.client("dynamodb")
         for task_id in accepted:
@@ -234,6 +239,7 @@ def render(results: list[LoadResult]) -> str:
         ["jobs completed", *[str(r.completed) for r in results]],
         ["jobs completed per second", *[f"{r.jobs_per_s:.2f}" for r in results]],
         ["wall time (s)", *[f"{r.wall_s:.1f}" for r in results]],
+        ["local stack CPU, cores busy", *[f"{r.cpu_cores:.2f}" for r in results]],
         ["errors", *[str(r.errors) for r in results]],
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -345,41 +345,123 @@ def _injected_error(operation: str) -> Exception:
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 
+def _register_fault_hooks(client: Any, service: str) -> None:
+    """Let `_publish_faults` fail this client's faultable sends (a no-op while it is None)."""
+    for operation in _FAULTABLE:
+        name = f"{service}:{operation}"
+
+        def before(*, _name: str = name, _op: str = operation, **kwargs: Any) -> None:
+            if _publish_faults is not None and (mode := _publish_faults.roll(_name)) is not None:
+                kwargs["context"]["bridge_fault"] = mode
+                if mode == "before":
+                    raise _injected_error(_op)
+
+        def after(*, _op: str = operation, **kwargs: Any) -> None:
+            if kwargs.get("context", {}).get("bridge_fault") == "after":
+                raise _injected_error(_op)
+
+        client.meta.events.register(f"before-call.{service}.{operation}", before)
+        client.meta.events.register(f"after-call.{service}.{operation}", after)
+
+
 def install_publish_faults(faults: PublishFaults | None) -> None:
     """Route the interpreter's SNS/EventBridge/SQS sends through `faults` (None turns them off)."""
     global _publish_faults
+    install_client_reuse()
+    _publish_faults = faults
+
+
+# --------------------------------------------------------------------------- interpreter speed
+
+# Every module of the interpreter that makes boto3 clients (they import the factory by name).
+_CLIENT_USERS = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    *(
+        _SERVICE_MODULE_PREFIX + f"state_task_service_{name}"
+        for name in ("sns", "events", "sqs", "sfn", "dynamodb", "aws_sdk", "batch", "ecs", "glue", "unsupported")
+    ),
+)
+
+
+def install_client_reuse() -> None:
+    """One boto3 client per service for the interpreter's tasks, instead of one per task.
+
+    moto's interpreter builds a fresh client (and connection) for every Lambda invoke, publish
+    and send; at a few hundred concurrent jobs that was a tenth of the local stack's CPU. Clients
+    are thread-safe for calls. The key holds the emulator's port, so a client never outlives the
+    server it talks to.
+    """
     import importlib
 
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
     from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 
-    _publish_faults = faults
     original = boto_client_module.boto_client_for
-    for operation, module_name in _FAULTABLE.items():
-        module = importlib.import_module(_SERVICE_MODULE_PREFIX + module_name)
-        if getattr(module.boto_client_for, "__bridge_original__", None) is not None:
-            continue
+    if getattr(original, "__bridge_original__", None) is not None:
+        return
+    clients: dict[tuple[str, str, str, bool], Any] = {}
+    lock = threading.Lock()
 
-        def client_for(region: str, service: str, state_credentials: Any = None, *, _op: str = operation) -> Any:
-            # Same parameter names as moto's function: the interpreter passes them by keyword.
-            client = original(region=region, service=service, state_credentials=state_credentials)
-            name = f"{service}:{_op}"
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # Same parameter names as moto's function: the interpreter passes them by keyword. moto's
+        # own ignores state_credentials (every client uses the same dummy keys), and so does this.
+        key = (region, service, moto_server_port(), botocore_stubber.enabled)
+        with lock:
+            client = clients.get(key)
+            if client is None:
+                client = clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+                _register_fault_hooks(client, service)
+        return client
 
-            def before(**kwargs: Any) -> None:
-                if _publish_faults is not None and (mode := _publish_faults.roll(name)) is not None:
-                    kwargs["context"]["bridge_fault"] = mode
-                    if mode == "before":
-                        raise _injected_error(_op)
+    boto_client_for.__bridge_original__ = original  # type: ignore[attr-defined]
+    boto_client_module.boto_client_for = boto_client_for
+    for module_name in _CLIENT_USERS:
+        module = importlib.import_module(module_name)
+        # A module first imported just now already took the replacement.
+        if getattr(module, "boto_client_for", None) not in (original, boto_client_for):
+            raise RuntimeError(f"moto changed: {module_name} no longer uses boto_client_for")
+        module.boto_client_for = boto_client_for
 
-            def after(http_response: Any, parsed: Any, **kwargs: Any) -> None:
-                if kwargs.get("context", {}).get("bridge_fault") == "after":
-                    raise _injected_error(_op)
 
-            client.meta.events.register(f"before-call.{service}.{_op}", before)
-            client.meta.events.register(f"after-call.{service}.{_op}", after)
-            return client
+def install_jsonpath_cache() -> None:
+    """Parse each of the state machine's JSONPaths once.
 
-        client_for.__bridge_original__ = original  # type: ignore[attr-defined]
-        module.boto_client_for = client_for
+    The interpreter parses a path every time it reads one, and jsonpath_ng builds its whole
+    parser (yacc tables) for each parse: a few milliseconds, many times per state.
+    """
+    from functools import lru_cache
+
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        if getattr(module.parse, "__bridge_original__", None) is None:
+            cached = lru_cache(maxsize=4096)(module.parse)
+            cached.__bridge_original__ = module.parse  # type: ignore[attr-defined]
+            module.parse = cached
+
+
+def install_dispatch_cache() -> None:
+    """Remember which moto backend serves each host.
+
+    moto's server finds it per request, under one lock, by listing its package directory on disk
+    and matching hundreds of URL patterns: every AWS call of the local stack queued there.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    if getattr(original, "__bridge_original__", None) is not None:
+        return
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in found:
+            found[host] = original(self, host)
+        return found[host]
+
+    get_backend_for_host.__bridge_original__ = original  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
 # --------------------------------------------------------------------------- JSONata
@@ -450,6 +532,9 @@ class EmbeddedAws:
         install_lambda_routing()
         install_sfn_integration_fix()
         install_jsonata()
+        install_client_reuse()
+        install_jsonpath_cache()
+        install_dispatch_cache()
         # Werkzeug logs every request at INFO; the local run wants to show events, not that.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
