@@ -383,6 +383,11 @@ _CLIENT_USERS = (
 )
 
 
+# Connections each of the interpreter's clients keeps open (botocore's default is 10; beyond the
+# pool every call opens and closes a connection of its own).
+INTERPRETER_POOL_CONNECTIONS = 64
+
+
 def install_client_reuse() -> None:
     """One boto3 client per service for the interpreter's tasks, instead of one per task.
 
@@ -393,8 +398,10 @@ def install_client_reuse() -> None:
     """
     import importlib
 
+    from botocore.config import Config
     from moto.core.models import botocore_stubber
     from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
     from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 
     original = boto_client_module.boto_client_for
@@ -404,13 +411,28 @@ def install_client_reuse() -> None:
     lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        # Same parameter names as moto's function: the interpreter passes them by keyword. moto's
-        # own ignores state_credentials (every client uses the same dummy keys), and so does this.
-        key = (region, service, moto_server_port(), botocore_stubber.enabled)
+        # Same parameter names as moto's function: the interpreter passes them by keyword. Made as
+        # moto makes them (dummy keys, no retries, the task's own timeouts; state_credentials is
+        # unused there too), with a pool for the hundreds of executions that share each client.
+        stubbed = botocore_stubber.enabled
+        key = (region, service, moto_server_port(), stubbed)
         with lock:
             client = clients.get(key)
             if client is None:
-                client = clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+                client = clients[key] = boto3.client(
+                    service,
+                    region_name=region,
+                    aws_access_key_id="ak",
+                    aws_secret_access_key="sk",
+                    endpoint_url=None if stubbed else f"http://localhost:{key[2]}",
+                    config=Config(
+                        parameter_validation=False,
+                        retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=INTERPRETER_POOL_CONNECTIONS,
+                    ),
+                )
                 _register_fault_hooks(client, service)
         return client
 

@@ -18,6 +18,7 @@ from bridge.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
     from boto3.session import Session
+    from botocore.config import Config
     from mypy_boto3_dynamodb.service_resource import Table  # pragma: no cover
 
 
@@ -26,6 +27,16 @@ def aws() -> Session:
     import boto3  # deferred on purpose: see the module docstring
 
     return boto3.session.Session()
+
+
+@lru_cache(maxsize=1)
+def aws_config() -> Config:
+    from botocore.config import Config  # deferred with the SDK
+
+    # A Lambda environment runs one invocation at a time, so botocore's pool of 10 connections is
+    # plenty there. The local stack runs many invocations through one copy of this module, and past
+    # the pool every call would open and close a connection of its own. Connections open lazily.
+    return Config(max_pool_connections=64)
 
 
 def secret_text(name: str, *, max_age_s: int) -> str:
@@ -38,7 +49,7 @@ def secret_text(name: str, *, max_age_s: int) -> str:
 
 @lru_cache(maxsize=1)
 def jobs_table() -> Table:
-    return aws().resource("dynamodb").Table(get_settings().jobs_table_name)
+    return aws().resource("dynamodb", config=aws_config()).Table(get_settings().jobs_table_name)
 
 
 @lru_cache(maxsize=1)
@@ -46,27 +57,27 @@ def deliveries_table() -> Table:
     name = get_settings().webhook_deliveries_table_name
     if not name:
         raise SettingsError("WEBHOOK_DELIVERIES_TABLE_NAME is not set")
-    return aws().resource("dynamodb").Table(name)
+    return aws().resource("dynamodb", config=aws_config()).Table(name)
 
 
 @lru_cache(maxsize=1)
 def stepfunctions() -> Any:
-    return aws().client("stepfunctions")
+    return aws().client("stepfunctions", config=aws_config())
 
 
 @lru_cache(maxsize=1)
 def sqs() -> Any:
-    return aws().client("sqs")
+    return aws().client("sqs", config=aws_config())
 
 
 @lru_cache(maxsize=1)
 def s3() -> Any:
-    return aws().client("s3")
+    return aws().client("s3", config=aws_config())
 
 
 @lru_cache(maxsize=1)
 def kms() -> Any:
-    return aws().client("kms")
+    return aws().client("kms", config=aws_config())
 
 
 @lru_cache(maxsize=1)
@@ -92,6 +103,7 @@ def reset() -> None:
     """Forget every cached client (tests point them at a fresh emulator)."""
     for factory in (
         aws,
+        aws_config,
         jobs_table,
         deliveries_table,
         stepfunctions,
