@@ -70,9 +70,12 @@ class LoadResult:
     missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed_executions: int = 0
     wall_s: float = 0.0
-    # CPU seconds per second the whole local stack (this one process) used, submits to last event: near 1 core, the
-    # GIL's limit, means it was saturated and queueing rather than per-job work set the lag.
+    # The whole local stack is this one process. CPU seconds it used per second of the run: near one
+    # core (the GIL's limit) means it was saturated, and queueing for it is part of every lag.
     cpu_cores: float = 0.0
+    # Work per job, which must not grow with the load: CPU seconds, and polls (the job rows' count).
+    cpu_per_job_s: float = 0.0
+    polls: list[int] = field(default_factory=list)
 
     @property
     def completed(self) -> int:
@@ -101,6 +104,8 @@ class LoadResult:
             "jobs_per_s": round(self.jobs_per_s, 2),
             "wall_s": round(self.wall_s, 1),
             "cpu_cores_busy": round(self.cpu_cores, 2),
+            "cpu_per_job_s": round(self.cpu_per_job_s, 3),
+            "polls_per_job": pcts([float(n) for n in self.polls]),
             "errors": {
                 "refused_submits": self.refused,
                 "missing_events": dict(self.missing),
@@ -199,7 +204,9 @@ def run_load(
                 time.sleep(0.5)
         last_arrival = max((at for task_id in accepted for at in arrivals.of(task_id).values()), default=started)
         result.wall_s = last_arrival - started
-        result.cpu_cores = (time.process_time() - cpu_started) / max(time.monotonic() - started, 1e-9)
+        cpu_s = time.process_time() - cpu_started
+        result.cpu_cores = cpu_s / max(time.monotonic() - started, 1e-9)
+        result.cpu_per_job_s = cpu_s / max(len(accepted), 1)
 
         dynamodb = local.aws.client("dynamodb")
         for task_id in accepted:
@@ -212,6 +219,8 @@ def run_load(
                 else:
                     result.missing[channel] += 1
             row = dynamodb.get_item(TableName=local.stack.table_name, Key={"task_id": {"S": task_id}}).get("Item", {})
+            if "poll_count" in row:
+                result.polls.append(int(row["poll_count"]["N"]))
             if "finished_at" in row and "sns" in got:
                 recorded = parse_iso(row["finished_at"]["S"]).timestamp() + wall_to_monotonic
                 result.stage_s["detected"].append(recorded - finished_upstream)
@@ -225,10 +234,10 @@ def run_load(
 
 
 def render(results: list[LoadResult]) -> str:
-    def cell(values: list[float]) -> str:
+    def cell(values: list[float], digits: int = 2) -> str:
         if not values:
             return "-"
-        return " / ".join(f"{percentile(values, q):.2f}" for q in (50, 95, 99))
+        return " / ".join(f"{percentile(values, q):.{digits}f}" for q in (50, 95, 99))
 
     header = ["", *[f"{r.jobs} jobs" for r in results]]
     rows = [
@@ -240,6 +249,8 @@ def render(results: list[LoadResult]) -> str:
         ["jobs completed per second", *[f"{r.jobs_per_s:.2f}" for r in results]],
         ["wall time (s)", *[f"{r.wall_s:.1f}" for r in results]],
         ["local stack CPU, cores busy", *[f"{r.cpu_cores:.2f}" for r in results]],
+        ["local stack CPU per job (s)", *[f"{r.cpu_per_job_s:.3f}" for r in results]],
+        ["polls per job p50/p95/p99", *[cell([float(n) for n in r.polls], digits=0) for r in results]],
         ["errors", *[str(r.errors) for r in results]],
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
