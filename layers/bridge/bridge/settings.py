@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Router One asks clients never to poll a task more often than this.
 MIN_POLL_INTERVAL_S = 3
@@ -20,6 +20,9 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseModel):
+    # Validators are built when the environment is first read, not at import (as for every model).
+    model_config = ConfigDict(defer_build=True)
+
     stage: str = "dev"
     router_one_base_url: str = "https://api.router.one"
     router_one_api_key_secret: str = Field(min_length=1)
