@@ -3,8 +3,8 @@
 The AWS SDK itself is imported at the first client made, not when this module loads: boto3 is
 most of a handler's import time (about 130 ms of the poll's 240 on the reference machine), and a
 request that never reaches AWS (a refused body, the OpenAPI document, a Router One outage seen by
-the poll) then never pays for it. `benchmarks/cold_start.py` reports the import and the first
-client together, so the move shows in the figures rather than hiding there.
+the poll) then never pays for it. The first AWS call pays instead: `benchmarks/cold_start.py`
+prints its setup next to the import time, so the move shows in the figures rather than hiding.
 """
 
 from __future__ import annotations
