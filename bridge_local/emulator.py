@@ -291,11 +291,7 @@ def install_sfn_integration_fix() -> None:
 # --------------------------------------------------------------------------- publishing faults
 
 # The interpreter's service integrations whose sends can be made to fail: the outcome fan-out.
-_FAULTABLE = {
-    "Publish": "state_task_service_sns",
-    "PutEvents": "state_task_service_events",
-    "SendMessage": "state_task_service_sqs",
-}
+_FAULTABLE = {"sns": "Publish", "events": "PutEvents", "sqs": "SendMessage"}
 _SERVICE_MODULE_PREFIX = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
 
 
@@ -347,21 +343,23 @@ def _injected_error(operation: str) -> Exception:
 
 def _register_fault_hooks(client: Any, service: str) -> None:
     """Let `_publish_faults` fail this client's faultable sends (a no-op while it is None)."""
-    for operation in _FAULTABLE:
-        name = f"{service}:{operation}"
+    operation = _FAULTABLE.get(service)
+    if operation is None:
+        return
+    name = f"{service}:{operation}"
 
-        def before(*, _name: str = name, _op: str = operation, **kwargs: Any) -> None:
-            if _publish_faults is not None and (mode := _publish_faults.roll(_name)) is not None:
-                kwargs["context"]["bridge_fault"] = mode
-                if mode == "before":
-                    raise _injected_error(_op)
+    def before(**kwargs: Any) -> None:
+        if _publish_faults is not None and (mode := _publish_faults.roll(name)) is not None:
+            kwargs["context"]["bridge_fault"] = mode
+            if mode == "before":
+                raise _injected_error(operation)
 
-        def after(*, _op: str = operation, **kwargs: Any) -> None:
-            if kwargs.get("context", {}).get("bridge_fault") == "after":
-                raise _injected_error(_op)
+    def after(**kwargs: Any) -> None:
+        if kwargs.get("context", {}).get("bridge_fault") == "after":
+            raise _injected_error(operation)
 
-        client.meta.events.register(f"before-call.{service}.{operation}", before)
-        client.meta.events.register(f"after-call.{service}.{operation}", after)
+    client.meta.events.register(f"before-call.{service}.{operation}", before)
+    client.meta.events.register(f"after-call.{service}.{operation}", after)
 
 
 def install_publish_faults(faults: PublishFaults | None) -> None:
