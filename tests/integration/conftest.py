@@ -80,6 +80,7 @@ class LocalBridge:
     events: EventLog
     receiver: WebhookReceiver
     signing_secret: str
+    owner_id: str  # what the authorizer makes of BRIDGE_API_KEY
 
     def submit(self, body: dict[str, Any] | None = None, **sim: Any) -> httpx.Response:
         """POST a job through the HTTP front; `sim` scripts the simulated job (run_s, outcome, …)."""
@@ -175,6 +176,7 @@ def bridge() -> Iterator[LocalBridge]:
         # The CLI reads its key from the environment, as a user's shell would provide it.
         os.environ["VIDEO_BRIDGE_API_KEY"] = BRIDGE_API_KEY
         cleanup.callback(api.close)
+        owner_id = api.get("/v1/account").raise_for_status().json()["owner_id"]
         yield LocalBridge(
             aws=aws,
             stack=stack,
@@ -183,6 +185,7 @@ def bridge() -> Iterator[LocalBridge]:
             events=events,
             receiver=receiver,
             signing_secret=signing_secret,
+            owner_id=owner_id,
         )
     forget_cached_clients()
 

@@ -46,7 +46,9 @@ def assert_one_event_per_channel(bridge: LocalBridge, task_id: str, expected_typ
         "event_type": expected_type,
         "status": event["data"]["status"],
         "model": event["data"]["model"],
+        "owner_id": bridge.owner_id,
     }
+    assert event["data"]["owner_id"] == bridge.owner_id
     assert bus["source"] == bridge.stack.parameters["EventSource"]
     assert bus["detail_type"] == "Video Generation " + expected_type.rsplit(".", 1)[1].replace("_", " ").title()
     assert ROUTER_ONE_KEY not in json.dumps(seen)

@@ -46,22 +46,22 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[GenerationRequest]:
     submitted: list[GenerationRequest] = []
 
     def submit(
-        request: GenerationRequest, key: str | None, context: Any = None, caller_key: Any = None
+        request: GenerationRequest, key: str | None, caller: Any, context: Any = None, caller_key: Any = None
     ) -> dict[str, Any]:
         submitted.append(request)
         return dict(ACCEPTED)
 
-    def get_job(task_id: str) -> dict[str, Any]:
+    def find_job(task_id: str, *, owner_id: str | None) -> dict[str, Any]:
         if len(task_id.encode("utf-8")) > 2048:  # DynamoDB's partition key limit, as a ClientError
             error = {"Code": "ValidationException", "Message": "Hash primary key values must be under 2048 bytes"}
             raise ClientError({"Error": error}, "GetItem")
         raise TaskNotFound(f"no video generation with task_id '{task_id}'")
 
-    def list_jobs(**query: Any) -> tuple[list[dict[str, Any]], None]:
+    def list_jobs(listing: Any, **query: Any) -> tuple[list[dict[str, Any]], None]:
         return [], None
 
     monkeypatch.setattr(http_api, "submit_with_key", submit)
-    monkeypatch.setattr(jobs, "get_job", get_job)
+    monkeypatch.setattr(jobs, "find_job", find_job)
     monkeypatch.setattr(jobs, "list_jobs", list_jobs)
     return submitted
 
@@ -379,7 +379,13 @@ def template_routes() -> list[ApiRoute]:
 @pytest.fixture(scope="module")
 def front() -> Iterator[ApiFront]:
     """One front for the module; each test's fakes apply, since it resolves through the live app."""
-    with ApiFront(lambda event, context: app.resolve(event, context), template_routes()) as api:
+
+    def as_authorized(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # What API Gateway adds after the authorizer: the caller's owner id.
+        event["requestContext"]["authorizer"] = sample("api_submit.json")["requestContext"]["authorizer"]
+        return app.resolve(event, context)
+
+    with ApiFront(as_authorized, template_routes()) as api:
         yield api
 
 

@@ -331,7 +331,9 @@ SUBMIT_EVENT = json.loads((EVENTS / "api_submit.json").read_text())
 ACCEPTED = {"task_id": "v_0123456789abcdef0123456789abcdef", "status": "pending"}
 
 
-def _accept(request: GenerationRequest, key: str | None, context: Any = None, caller_key: Any = None) -> dict[str, Any]:
+def _accept(
+    request: GenerationRequest, key: str | None, caller: Any, context: Any = None, caller_key: Any = None
+) -> dict[str, Any]:
     assert isinstance(request, GenerationRequest)
     return dict(ACCEPTED)
 

@@ -41,6 +41,7 @@ class Job(_Answer):
     """A job as the bridge knows it: Router One's status plus what the bridge added."""
 
     task_id: str
+    owner_id: str | None = Field(description="Who submitted the job: the owner id of its API key (null: before owners)")
     status: JobStatus
     model: str | None
     progress: int | float | None = Field(description="0-100, never decreasing")
@@ -57,6 +58,17 @@ class Job(_Answer):
     webhook_events_filter: list[WebhookEvent] | None
     webhook_dead_letters: list[str] | None = Field(description="Events whose webhook deliveries ran out of attempts")
     video: dict[str, Any] | None = Field(description="The bridge's own copy of the video, when KeepVideos is on")
+
+
+class Account(_Answer):
+    """Who the API key in this request is, as the bridge sees it."""
+
+    object: Literal["account"]
+    owner_id: str = Field(
+        description="This key's owner id: on its jobs, in `data.owner_id` of their events and in the SNS "
+        "`owner_id` attribute, for filter policies and rules"
+    )
+    operator: bool = Field(description="Whether this key may read and list every owner's jobs (OperatorOwnerIds)")
 
 
 class JobPage(_Answer):

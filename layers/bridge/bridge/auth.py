@@ -2,14 +2,17 @@
 
 The API uses API keys with a usage plan (per-key throttling and quota, keys managed in API
 Gateway) and takes them the way Router One does, `Authorization: Bearer <key>`: this authorizer
-only moves the key from that header into `usageIdentifierKey`; API Gateway itself checks it
-against the usage plan's keys (ApiKeySourceType AUTHORIZER). An unknown key is refused there.
+moves the key from that header into `usageIdentifierKey`, and API Gateway itself checks it
+against the usage plan's keys (ApiKeySourceType AUTHORIZER); an unknown key is refused there.
+It also names the key's owner (`bridge.tenancy`), which reaches the api function in the
+authorizer context; API Gateway caches the whole answer per key for `ReauthorizeEvery`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
+
+from bridge.tenancy import OWNER_FIELD, owner_id_for, owner_secret
 
 
 class Unauthorized(Exception):
@@ -36,13 +39,13 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     # The answer is cached per key for a few minutes: allow the whole stage, not just this route.
     api_arn, _, rest = str(event["methodArn"]).partition("/")
     stage = rest.split("/", 1)[0]
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    owner_id = owner_id_for(key, owner_secret())
     return {
-        "principalId": f"key-{fingerprint}",
+        "principalId": owner_id,
         "policyDocument": {
             "Version": "2012-10-17",
             "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": f"{api_arn}/{stage}/*"}],
         },
         "usageIdentifierKey": key,
-        "context": {"key_fingerprint": fingerprint},
+        "context": {OWNER_FIELD: owner_id},
     }

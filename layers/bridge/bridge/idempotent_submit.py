@@ -1,6 +1,10 @@
 """Submit with an `Idempotency-Key`: a retry with the same key and body gets the first answer,
 without a second upstream call (Powertools idempotency, records in DynamoDB).
 
+A key is scoped to its caller: the record is found by (owner, Router One account, key), so two
+callers' keys never meet, and in pass-through mode the same key with another Router One key is a
+new submit. The Router One key enters the scope only as its keyed hash (`tenancy`).
+
 Powertools' idempotency package imports boto3 when it loads, so it is imported by the first submit
 that carries a key, not with the API function: most submits never need it.
 """
@@ -16,6 +20,7 @@ from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavaila
 from bridge.models import GenerationRequest
 from bridge.settings import get_settings
 from bridge.submission import submit
+from bridge.tenancy import Caller, router_one_account
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -24,10 +29,14 @@ MAX_KEY_LENGTH = 255
 
 
 def submit_with_key(
-    request: GenerationRequest, key: str | None, context: Any = None, caller_key: CallerKey | None = None
+    request: GenerationRequest,
+    key: str | None,
+    caller: Caller,
+    context: Any = None,
+    caller_key: CallerKey | None = None,
 ) -> dict[str, Any]:
     if key is None:
-        return submit(request, caller_key).model_dump()
+        return submit(request, caller.owner_id, caller_key).model_dump()
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     from aws_lambda_powertools.utilities.idempotency.exceptions import (  # deferred: see the module docstring
@@ -41,8 +50,13 @@ def submit_with_key(
         config.register_lambda_context(context)
     try:
         # Only `submission` is hashed and remembered; the caller's key rides along outside it.
+        scope = {
+            "owner_id": caller.owner_id,
+            "router_one_account": router_one_account(caller_key.plaintext) if caller_key else None,
+            "key": key,
+        }
         return submit_once(
-            submission={"key": key, "body": request.model_dump(mode="json", exclude_none=True)},
+            submission={"scope": scope, "body": request.model_dump(mode="json", exclude_none=True)},
             caller_key=caller_key,
         )
     except IdempotencyValidationError:
@@ -61,7 +75,8 @@ def submit_with_key(
 
 
 def _submit_once(submission: dict[str, Any], caller_key: CallerKey | None = None) -> dict[str, Any]:
-    return submit(GenerationRequest.model_validate(submission["body"]), caller_key).model_dump()
+    owner_id = submission["scope"]["owner_id"]
+    return submit(GenerationRequest.model_validate(submission["body"]), owner_id, caller_key).model_dump()
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +92,7 @@ def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConf
         raise ServiceUnavailable("idempotent submits are not configured on this bridge", code="idempotency_unavailable")
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name)
     config = IdempotencyConfig(
-        event_key_jmespath="key",
+        event_key_jmespath="scope",
         # The same key with another body is an error, not a replay of the first answer.
         payload_validation_jmespath="body",
         expires_after_seconds=settings.idempotency_ttl_seconds,

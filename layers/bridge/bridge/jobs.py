@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bridge import aws_errors
 from bridge.clients import jobs_table
 from bridge.dynamo import is_conditional_failure, plain, storable
-from bridge.errors import TaskNotFound
+from bridge.errors import ServiceUnavailable, TaskNotFound
 from bridge.models import JobStatus
+from bridge.tenancy import OWNER_FIELD, UNOWNED
 from bridge.timeutil import iso
 
-# Fields of a row that the status endpoint shows, in this order.
 # Every job row carries this constant: the key of the index that lists all jobs newest first.
 JOB_KIND = "job"
 LIST_INDEX = "jobs_by_created"
 STATUS_INDEX = "jobs_by_status"
+# An owner's jobs newest first, and an owner's jobs of one status ("<owner_id>#<status>").
+OWNER_INDEX = "jobs_by_owner"
+OWNER_STATUS_INDEX = "jobs_by_owner_status"
+OWNER_STATUS_FIELD = "owner_status"
 
 # Pass-through jobs: the caller's Router One key, KMS-encrypted, until the job ends.
 CALLER_KEY_FIELD = "caller_key_ciphertext"
 
+# Fields of a row that the status endpoint shows, in this order.
 PUBLIC_FIELDS = (
     "task_id",
+    OWNER_FIELD,
     "status",
     "model",
     "progress",
@@ -55,12 +62,13 @@ def create_job(
     webhook_events: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     caller_key_ciphertext: str | None = None,
+    owner_id: str | None = None,
 ) -> dict[str, Any]:
     """Record a newly accepted job; a second create of the same task returns the first row."""
     item: dict[str, Any] = {
         "task_id": task_id,
         "kind": JOB_KIND,
-        "status": JobStatus.PENDING.value,
+        **status_fields(JobStatus.PENDING, owner_id),
         "model": model,
         "request": storable(request),
         "created_at": iso(now),
@@ -76,6 +84,8 @@ def create_job(
         item["webhook_events_filter"] = webhook_events or []
     if caller_key_ciphertext:
         item[CALLER_KEY_FIELD] = caller_key_ciphertext
+    if owner_id:
+        item[OWNER_FIELD] = owner_id
     try:
         jobs_table().put_item(Item=item, ConditionExpression="attribute_not_exists(task_id)")
     except aws_errors.ClientError as exc:
@@ -85,12 +95,50 @@ def create_job(
     return plain(item)
 
 
+def status_fields(status: str, owner_id: str | None) -> dict[str, str]:
+    """The row's status and, for an owned job, the key that files it under its owner's status."""
+    fields = {"status": str(status)}
+    if owner_id:
+        fields[OWNER_STATUS_FIELD] = f"{owner_id}#{status}"
+    return fields
+
+
 def get_job(task_id: str) -> dict[str, Any]:
     item = jobs_table().get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
     # The table also holds per-model statistics, which are not jobs.
     if item is None or item.get("kind") != JOB_KIND:
-        raise TaskNotFound(f"no video generation with task_id '{task_id}'")
+        raise _not_found(task_id)
     return plain(item)
+
+
+def find_job(task_id: str, *, owner_id: str | None) -> dict[str, Any]:
+    """The job if it belongs to `owner_id` (None: to anyone); else the very answer an unknown id gets.
+
+    One query whose filter holds the owner: another owner's job and a missing one both come back
+    as an empty page of the same size, after the same single read.
+    """
+    names = {"#kind": "kind"}
+    values: dict[str, Any] = {":task_id": task_id, ":kind": JOB_KIND}
+    condition = "#kind = :kind"
+    if owner_id is not None:
+        names["#owner"] = OWNER_FIELD
+        values[":owner"] = owner_id
+        condition += " AND #owner = :owner"
+    page = jobs_table().query(
+        KeyConditionExpression="task_id = :task_id",
+        FilterExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ConsistentRead=True,
+    )
+    items = page.get("Items") or []
+    if not items:
+        raise _not_found(task_id)
+    return plain(items[0])
+
+
+def _not_found(task_id: str) -> TaskNotFound:
+    return TaskNotFound(f"no video generation with task_id '{task_id}'")
 
 
 def sealed_caller_key(task_id: str) -> str | None:
@@ -115,24 +163,29 @@ def record_progress(
     upstream_status: str,
     now: datetime,
     execution_id: str | None = None,
+    owner_id: str | None = None,
 ) -> dict[str, Any] | None:
     """Store what the latest poll saw, unless the job already reached its end.
 
     Returns the row as it was before this write (webhook decisions compare old and new),
-    or None when the job had already ended.
+    or None when the job had already ended. The list indexes hold keys only and their keys
+    change only with the status, so a poll that sees no new status writes the table alone.
     """
     stamp = iso(now)
+    statuses = status_fields(status, owner_id)
     try:
         previous = jobs_table().update_item(
             Key={"task_id": task_id},
             UpdateExpression=(
-                "SET #status = :status, progress = :progress, upstream_status = :upstream, "
+                "SET "
+                + "".join(f"#{name} = :{name}, " for name in statuses)
+                + "progress = :progress, upstream_status = :upstream, "
                 "updated_at = :now, last_polled_at = :now, execution_id = :execution ADD poll_count :one"
             ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={f"#{name}": name for name in statuses},
             ExpressionAttributeValues={
-                ":status": status,
+                **{f":{name}": value for name, value in statuses.items()},
                 ":progress": progress,
                 ":upstream": upstream_status,
                 ":now": stamp,
@@ -196,7 +249,7 @@ def record_outcome(
     retried after a crash) gets the stored event again, so a retry publishes the same id. Any other
     execution gets None: the outcome was recorded and published elsewhere.
     """
-    owner = execution_id or "unknown"
+    finalizer = execution_id or "unknown"
     names = {f"#{name}": name for name in fields}
     values = {f":{name}": storable(value) for name, value in fields.items()}
     assignments = ", ".join(f"#{name} = :{name}" for name in fields)
@@ -205,7 +258,7 @@ def record_outcome(
             Key={"task_id": task_id},
             # The end of the job is the end of a caller's sealed key: gone in the same write.
             UpdateExpression=(
-                f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :owner "
+                f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :finalizer "
                 f"REMOVE {CALLER_KEY_FIELD}"
             ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
@@ -214,38 +267,80 @@ def record_outcome(
                 **values,
                 ":event_id": event["id"],
                 ":event": json.dumps(event, separators=(",", ":")),
-                ":owner": owner,
+                ":finalizer": finalizer,
             },
         )
     except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         stored = get_job(task_id)
-        if stored.get("finalized_by") == owner and stored.get("event"):
-            return json.loads(stored["event"])
+        if stored.get("finalized_by") == finalizer and stored.get("event"):
+            event = json.loads(stored["event"])
+            # Stored before owners existed: the state machine now sends data.owner_id as an SNS attribute.
+            event["data"].setdefault(OWNER_FIELD, UNOWNED)
+            return event
         return None
     return event
 
 
-def list_jobs(*, status: str | None, limit: int, start_key: dict[str, Any] | None) -> tuple[list[dict[str, Any]], Any]:
-    """One page of jobs, newest first (optionally of one status), and the key to continue from."""
-    if status:
-        index, key, value = STATUS_INDEX, "status", status
-    else:
-        index, key, value = LIST_INDEX, "kind", JOB_KIND
+@dataclass(frozen=True)
+class JobList:
+    """Which jobs a list shows: one partition of one keys-only index, read newest first."""
+
+    index: str
+    key: str  # the index's partition key attribute
+    value: str
+
+    @classmethod
+    def of(cls, *, owner_id: str | None, status: str | None) -> JobList:
+        """An owner's jobs (of one status, or all); with no owner, every job (operators, the sweep)."""
+        if owner_id is None:
+            return cls(STATUS_INDEX, "status", status) if status else cls(LIST_INDEX, "kind", JOB_KIND)
+        if status:
+            return cls(OWNER_STATUS_INDEX, OWNER_STATUS_FIELD, status_fields(status, owner_id)[OWNER_STATUS_FIELD])
+        return cls(OWNER_INDEX, OWNER_FIELD, owner_id)
+
+    def holds(self, start_key: dict[str, Any]) -> bool:
+        """Whether a start key (a page's LastEvaluatedKey) is a position in this very list."""
+        return set(start_key) == {"task_id", self.key, "created_at"} and start_key[self.key] == self.value
+
+
+def list_jobs(
+    listing: JobList, *, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of the list, newest first, and the key to continue from.
+
+    Every row of the partition belongs in the list, so a page is never cut short by rows the
+    caller may not see: there is no filter after the read.
+    """
     query: dict[str, Any] = {
-        "IndexName": index,
+        "IndexName": listing.index,
         "KeyConditionExpression": "#key = :value",
-        "ExpressionAttributeNames": {"#key": key},
-        "ExpressionAttributeValues": {":value": value},
+        "ExpressionAttributeNames": {"#key": listing.key},
+        "ExpressionAttributeValues": {":value": listing.value},
         "ScanIndexForward": False,
         "Limit": limit,
     }
     if start_key:
         query["ExclusiveStartKey"] = start_key
-    page = jobs_table().query(**query)
+    try:
+        page = jobs_table().query(**query)
+    except aws_errors.ClientError as exc:
+        if not _index_not_ready(exc):
+            raise
+        raise ServiceUnavailable(
+            "this list's index is still being built (an upgrade adds it); retry in a few minutes",
+            code="list_unavailable",
+        ) from None
     keys = [item["task_id"] for item in page.get("Items", [])]
     return _rows_in_order(keys), page.get("LastEvaluatedKey")
+
+
+def _index_not_ready(exc: Any) -> bool:
+    # An index added to an existing table answers this until it is built (or before its deploy step).
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") == "ValidationException" and ("backfilling" in message or "specified index" in message)
 
 
 def _rows_in_order(task_ids: list[str]) -> list[dict[str, Any]]:

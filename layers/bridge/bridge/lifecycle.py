@@ -19,6 +19,7 @@ from bridge.observability import logger, metrics
 from bridge.polling import execution_name
 from bridge.publish import build_outcome_event, detail_type
 from bridge.settings import get_settings
+from bridge.tenancy import OWNER_FIELD, Caller
 from bridge.timeutil import iso, utcnow
 
 CANCEL_OWNER = "cancel"
@@ -26,10 +27,13 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 
-def cancel(task_id: str) -> dict[str, Any]:
-    """Record `canceled` (unless the job already ended), stop its loop, publish the event once."""
+def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
+    """Record `canceled` (unless the job already ended), stop its loop, publish the event once.
+
+    Only the job's owner may cancel it; to anyone else it does not exist.
+    """
     settings = get_settings()
-    job = jobs.get_job(task_id)
+    job = jobs.find_job(task_id, owner_id=caller.owner_id)
     now = utcnow()
     if job["status"] != JobStatus.CANCELED and JobStatus(job["status"]).is_terminal:
         raise Conflict(
@@ -44,9 +48,10 @@ def cancel(task_id: str) -> dict[str, Any]:
         poll_count=int(job.get("poll_count") or 0),
         error={"message": "canceled on request", "type": "bridge_error", "code": "canceled"},
         metadata=job.get("metadata"),
+        owner_id=job.get(OWNER_FIELD),
     )
     fields = {
-        "status": JobStatus.CANCELED.value,
+        **jobs.status_fields(JobStatus.CANCELED, job.get(OWNER_FIELD)),
         "finished_at": iso(now),
         "updated_at": iso(now),
         "error": event["data"]["error"],
@@ -100,14 +105,16 @@ def _execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
 
 
-def list_jobs(*, status: str | None, limit: int | None, cursor: str | None) -> dict[str, Any]:
+def list_jobs(caller: Caller, *, status: str | None, limit: int | None, cursor: str | None) -> dict[str, Any]:
+    """The caller's jobs newest first (an operator's: everyone's), optionally of one status."""
     if status is not None and status not in {s.value for s in JobStatus}:
         allowed = ", ".join(s.value for s in JobStatus)
         raise InvalidRequest(f"'status' must be one of {allowed}", param="status")
     size = DEFAULT_PAGE_SIZE if limit is None else limit
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
-    items, last_key = jobs.list_jobs(status=status, limit=size, start_key=_decode_cursor(cursor))
+    listing = jobs.JobList.of(owner_id=caller.read_scope(), status=status)
+    items, last_key = jobs.list_jobs(listing, limit=size, start_key=_decode_cursor(cursor, listing))
     return {
         "object": "list",
         "data": [jobs.public_view(item) for item in items],
@@ -120,19 +127,23 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+def _decode_cursor(cursor: str | None, listing: jobs.JobList) -> dict[str, Any] | None:
+    """The start key inside `cursor`, which must be a position in this very list.
+
+    A cursor of another list (another owner's, another status, an operator's) is a 400: it would
+    start the query in a partition the caller did not ask for, and DynamoDB refuses keys of
+    another shape outright.
+    """
     if not cursor:
         return None
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):
         key = None
-    # Only the keys of the list indexes: DynamoDB refuses any other start key (a 500 otherwise).
-    allowed = ({"task_id", "kind", "created_at"}, {"task_id", "status", "created_at"})
     if (
         not isinstance(key, dict)
-        or set(key) not in allowed
         or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in key.values())
+        or not listing.holds(key)
     ):
-        raise InvalidRequest("'cursor' is not a cursor this API returned", param="cursor")
+        raise InvalidRequest("'cursor' is not a cursor this API returned for this list", param="cursor")
     return key

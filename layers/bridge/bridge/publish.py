@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.models import JobStatus
+from bridge.tenancy import UNOWNED
 from bridge.timeutil import iso, parse_iso
 
 EVENT_TYPES = {
@@ -51,8 +52,12 @@ def build_outcome_event(
     url_ttl_s: int = 0,
     error: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    owner_id: str | None = None,
 ) -> dict[str, Any]:
-    """The one envelope for SNS, EventBridge and webhooks. Never carries credentials."""
+    """The one envelope for SNS, EventBridge and webhooks. Never carries credentials.
+
+    `data.owner_id` names the job's owner, so a subscriber or a rule can take one tenant's events.
+    """
     elapsed = (finished_at - parse_iso(submitted_at)).total_seconds()
     return {
         "id": event_id(task_id, status),
@@ -60,6 +65,7 @@ def build_outcome_event(
         "time": iso(finished_at),
         "data": {
             "task_id": task_id,
+            "owner_id": owner_id or UNOWNED,
             "status": status.value,
             "model": model,
             "url": url,
@@ -88,8 +94,9 @@ def build_running_event(
     progress: int | None,
     poll_count: int,
     metadata: dict[str, Any] | None = None,
+    owner_id: str | None = None,
 ) -> dict[str, Any]:
-    """A `started` or `progress` event (webhooks only), in the same envelope as an outcome.
+    """A `started` or `progress` event, in the same envelope as an outcome.
 
     Ids are stable per task and per progress value, so a retried poll yields the same id.
     """
@@ -101,6 +108,7 @@ def build_running_event(
         "time": iso(now),
         "data": {
             "task_id": task_id,
+            "owner_id": owner_id or UNOWNED,
             "status": status,
             "model": model,
             "url": None,

@@ -15,6 +15,7 @@ from bridge import jobs, webhooks
 from bridge.models import JobStatus, LoopState
 from bridge.publish import build_running_event
 from bridge.settings import get_settings
+from bridge.tenancy import OWNER_FIELD
 
 RUNNING_DETAIL_TYPES = {"started": "Video Generation Started", "progress": "Video Generation Progress"}
 
@@ -57,6 +58,7 @@ def running_notice(
         progress=progress,
         poll_count=int(previous.get("poll_count") or 0) + 1,
         metadata=previous.get("metadata"),
+        owner_id=previous.get(OWNER_FIELD),
     )
     webhook = webhooks.prepare_delivery(previous, event, now, requeue_existing=False)
     if not on_bus:

@@ -50,6 +50,11 @@ class Settings(BaseModel):
     # Pass-through mode: callers may send their own Router One key, sealed with this KMS key.
     caller_key_kms_key_id: str | None = None
 
+    # Tenancy: the HMAC key that turns an API key into its owner id (authorizer; api for pass-through
+    # idempotency), and the owners whose keys may read and list every owner's jobs.
+    owner_id_secret: str | None = None
+    operator_owner_ids: frozenset[str] = frozenset()
+
     # Accepted jobs whose recording failed wait here for the reconciler.
     reconcile_queue_url: str | None = None
     # The reconciler's sweep restarts tracking of pending jobs older than this with no loop.
@@ -89,6 +94,13 @@ class Settings(BaseModel):
                 return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
             except ValueError:
                 raise ValueError("must be comma-separated whole seconds, e.g. 5,30,120") from None
+        return value
+
+    @field_validator("operator_owner_ids", mode="before")
+    @classmethod
+    def _owner_ids_from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("webhook_retry_schedule")

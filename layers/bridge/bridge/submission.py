@@ -14,11 +14,13 @@ from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
 from bridge.polling import execution_name, next_wait_seconds
 from bridge.settings import Settings, get_settings
+from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.upstream import router_one, router_one_as
 
 
-def submit(request: GenerationRequest, caller_key: CallerKey | None = None) -> SubmitAccepted:
+def submit(request: GenerationRequest, owner_id: str, caller_key: CallerKey | None = None) -> SubmitAccepted:
+    """Forward the job to Router One, then record it as `owner_id`'s and start tracking it."""
     settings = get_settings()
     check_webhook_fields(request, settings)
     accepted = submit_upstream(request.upstream_body(), caller_key)
@@ -26,6 +28,7 @@ def submit(request: GenerationRequest, caller_key: CallerKey | None = None) -> S
     logger.append_keys(task_id=accepted.task_id)
     record = {
         "task_id": accepted.task_id,
+        OWNER_FIELD: owner_id,
         "model": request.model,
         "request": request.upstream_body(),
         "created_at": iso(now),
@@ -95,6 +98,8 @@ def record_and_track(record: dict[str, Any]) -> None:
         webhook_events=record.get("webhook_events"),
         metadata=record.get("metadata"),
         caller_key_ciphertext=record.get(jobs.CALLER_KEY_FIELD),
+        # A message queued before owners existed has none: its job is visible to operators only.
+        owner_id=record.get(OWNER_FIELD),
     )
     start_tracking(job)
 
@@ -127,6 +132,17 @@ def check_webhook_fields(request: GenerationRequest, settings: Settings) -> None
         )
 
 
+def _carried(job: dict[str, Any]) -> dict[str, Any]:
+    """What the loop keeps for the job's life (see `tracking.CARRIED_KEYS`): its owner and, for a
+    pass-through job, a flag only; each poll reads the sealed key from the row, never from here."""
+    memory: dict[str, Any] = {}
+    if job.get(jobs.CALLER_KEY_FIELD):
+        memory[CALLER_KEY_FLAG] = True
+    if job.get(OWNER_FIELD):
+        memory[OWNER_FIELD] = job[OWNER_FIELD]
+    return memory
+
+
 def start_tracking(job: dict[str, Any]) -> str:
     """Start the job's loop under a name derived from its task id; a second start is a no-op.
 
@@ -146,8 +162,7 @@ def start_tracking(job: dict[str, Any]) -> str:
         ),
         "generation": 0,
         "polls_in_execution": 0,
-        # Pass-through jobs: a flag only; each poll reads the sealed key from the row, never from here.
-        "poll_memory": {CALLER_KEY_FLAG: True} if job.get(jobs.CALLER_KEY_FIELD) else {},
+        "poll_memory": _carried(job),
         "action": "track",
     }
     name = execution_name(job["task_id"])

@@ -20,6 +20,7 @@ from bridge.publish import build_outcome_event, detail_type
 from bridge.router_one import RouterOneClient, UpstreamRetryLater
 from bridge.running_events import RunningNotice, running_notice
 from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
+from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.upstream import router_one, router_one_as
 
@@ -30,6 +31,11 @@ RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCES
 # the highest progress recorded so far, and how many polls in a row said "completed" without a url.
 PROGRESS_HIGH = "progress_high"
 URL_MISSING_POLLS = "url_missing_polls"
+# Set at the start and kept for the job's life: whether it runs on the caller's own Router One key,
+# and its owner (each poll files the job under its owner's status). They ride in `poll_memory`
+# because the state machine already passes that object through whole: a new top-level field would
+# fail, on a missing path, every execution started before the upgrade that added it.
+CARRIED_KEYS = (CALLER_KEY_FLAG, OWNER_FIELD)
 # A "completed" answer without a url is asked again this many times, at Router One's 3 s floor,
 # before the job ends as failed (missing_video_url): a link that lags its status gets ~6 s to appear.
 MISSING_URL_RETRIES = 2
@@ -113,6 +119,7 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         upstream_status=seen.status,
         now=now,
         execution_id=state.execution_id,
+        owner_id=_owner_of(state),
     )
     if previous is None:
         return _already_ended(state, status)
@@ -142,6 +149,7 @@ def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime
         upstream_status=seen.status,
         now=now,
         execution_id=state.execution_id,
+        owner_id=_owner_of(state),
     )
     if previous is None:
         return _already_ended(state, JobStatus.PROCESSING)
@@ -175,8 +183,7 @@ def _loop_step(
     settings = get_settings()
     notice = notice or RunningNotice()
     polls = state.polls_in_execution + 1
-    if state.poll_memory.get(CALLER_KEY_FLAG):
-        memory = memory | {CALLER_KEY_FLAG: True}
+    memory = memory | {key: state.poll_memory[key] for key in CARRIED_KEYS if state.poll_memory.get(key)}
     step = state.model_dump() | {
         "poll_memory": memory,
         "next_wait_s": wait,
@@ -202,6 +209,11 @@ def _already_ended(state: LoopState, status: JobStatus) -> LoopStep:
     # The job already ended elsewhere (canceled, or another execution recorded its outcome).
     logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
     return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
+
+
+def _owner_of(state: LoopState) -> str | None:
+    owner = state.poll_memory.get(OWNER_FIELD)
+    return owner if isinstance(owner, str) and owner else None
 
 
 def _progress_high(state: LoopState) -> int | None:
@@ -271,9 +283,10 @@ def _finish(
         url_ttl_s=settings.video_url_ttl_seconds,
         error=error,
         metadata=job.get("metadata"),
+        owner_id=job.get(OWNER_FIELD),
     )
     fields = {
-        "status": status.value,
+        **jobs.status_fields(status, job.get(OWNER_FIELD)),
         "url": url,
         "url_expires_at": event["data"]["url_expires_at"],
         "error": error,

@@ -13,6 +13,7 @@ from typing import Any
 from bridge import aws_errors
 from bridge.clients import deliveries_table
 from bridge.dynamo import is_conditional_failure, plain, storable
+from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso
 
 
@@ -27,7 +28,13 @@ class DeliveryStatus:
 
 
 def create_delivery(
-    *, task_id: str, event: dict[str, Any], callback_url: str, now: datetime, expires_at: int | None
+    *,
+    task_id: str,
+    event: dict[str, Any],
+    callback_url: str,
+    now: datetime,
+    expires_at: int | None,
+    owner_id: str | None = None,
 ) -> bool:
     """Log a new delivery in round 1; False if this job already has one for this event."""
     item: dict[str, Any] = {
@@ -45,6 +52,8 @@ def create_delivery(
     }
     if expires_at:
         item["expires_at"] = expires_at
+    if owner_id:
+        item[OWNER_FIELD] = owner_id
     try:
         deliveries_table().put_item(Item=item, ConditionExpression="attribute_not_exists(event_id)")
     except aws_errors.ClientError as exc:

@@ -21,6 +21,7 @@ from bridge.errors import Conflict, ServiceUnavailable, TaskNotFound
 from bridge.observability import metrics
 from bridge.publish import event_kind
 from bridge.settings import get_settings
+from bridge.tenancy import OWNER_FIELD, Caller
 from bridge.timeutil import utcnow
 from bridge.webhook_store import DeliveryStatus
 
@@ -64,6 +65,7 @@ def prepare_delivery(
         callback_url=job["callback_url"],
         now=now,
         expires_at=job.get("expires_at"),
+        owner_id=job.get(OWNER_FIELD),
     )
     if created:
         return DeliveryMessage(task_id=job["task_id"], event_id=event["id"]).model_dump(exclude_none=True)
@@ -80,8 +82,9 @@ def prepare_delivery(
 # --------------------------------------------------------------------------- the API's side
 
 
-def deliveries_of(task_id: str) -> dict[str, Any]:
-    job = jobs.get_job(task_id)
+def deliveries_of(task_id: str, caller: Caller) -> dict[str, Any]:
+    """The job's delivery log, for its owner (or an operator); to anyone else the job does not exist."""
+    job = jobs.find_job(task_id, owner_id=caller.read_scope())
     return {
         "task_id": task_id,
         "callback_url": job.get("callback_url"),
@@ -90,9 +93,9 @@ def deliveries_of(task_id: str) -> dict[str, Any]:
     }
 
 
-def redeliver(task_id: str, event_id: str) -> dict[str, Any]:
-    """Send an event again, with the same webhook-id, from attempt 1 of a new round."""
-    jobs.get_job(task_id)
+def redeliver(task_id: str, event_id: str, caller: Caller) -> dict[str, Any]:
+    """Send an event again, with the same webhook-id, from attempt 1 of a new round (owner only)."""
+    jobs.find_job(task_id, owner_id=caller.owner_id)
     if webhook_store.get_delivery(task_id, event_id) is None:
         raise TaskNotFound(
             f"job '{task_id}' has no webhook delivery for event '{event_id}'",
