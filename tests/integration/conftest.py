@@ -28,6 +28,10 @@ from bridge_local.testing import environ_restored
 ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
 # The key callers of the bridge's own API present (Authorization: Bearer …), as on a deployed stack.
 BRIDGE_API_KEY = "vb-integration-key-7c2e"
+# Two more keys of the same stack: another tenant, and one the tenancy tests make an operator.
+TENANT_B_API_KEY = "vb-integration-tenant-b-91d0"
+OPERATOR_API_KEY = "vb-integration-operator-3a57"
+API_KEYS = (BRIDGE_API_KEY, TENANT_B_API_KEY, OPERATOR_API_KEY)
 # Small enough that jobs of a few polls roll over to a new execution: the continuation is exercised.
 MAX_POLLS_PER_EXECUTION = 3
 # Webhook retries in seconds instead of hours: the schedule is configuration, as in a deployment.
@@ -81,6 +85,10 @@ class LocalBridge:
     receiver: WebhookReceiver
     signing_secret: str
     owner_id: str  # what the authorizer makes of BRIDGE_API_KEY
+
+    def client_for(self, api_key: str) -> httpx.Client:
+        """Another caller of the same stack (close it after use)."""
+        return httpx.Client(base_url=self.api.base_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"})
 
     def submit(self, body: dict[str, Any] | None = None, **sim: Any) -> httpx.Response:
         """POST a job through the HTTP front; `sim` scripts the simulated job (run_s, outcome, …)."""
@@ -170,7 +178,7 @@ def bridge() -> Iterator[LocalBridge]:
         events = EventLog()
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
         cleanup.callback(tail.stop)
-        front = ApiFront(stack.api_front_handler([BRIDGE_API_KEY]), stack.api_routes, stage=stack.stage).start()
+        front = ApiFront(stack.api_front_handler(API_KEYS), stack.api_routes, stage=stack.stage).start()
         cleanup.callback(front.stop)
         api = httpx.Client(base_url=front.url, timeout=30, headers={"Authorization": f"Bearer {BRIDGE_API_KEY}"})
         # The CLI reads its key from the environment, as a user's shell would provide it.
