@@ -29,7 +29,11 @@ class LocalStack:
     simulator: RouterOneSimulator
     receiver: WebhookReceiver
     front: ApiFront
-    api_key: str  # what callers send as Authorization: Bearer
+    api_keys: tuple[str, ...]  # what callers send as Authorization: Bearer, one key per tenant
+
+    @property
+    def api_key(self) -> str:
+        return self.api_keys[0]
 
     @property
     def api_url(self) -> str:
@@ -59,12 +63,13 @@ def start_local_stack(
     simulator_options: dict[str, Any] | None = None,
     name: str = "local",
     event_readers: int = 1,
+    callers: int = 1,
 ) -> LocalStack:
     """Start everything, registering each stop on `cleanup`; the upstream key is stored as a deploy would."""
     # No X-Ray daemon and no CloudWatch here; the env can still override.
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    api_key = f"vb-{name}-{secrets.token_hex(8)}"
+    api_keys = tuple(f"vb-{name}-{n}-{secrets.token_hex(8)}" for n in range(callers))
     upstream_key = f"sk-{name}-{secrets.token_hex(8)}"
     simulator = RouterOneSimulator(api_key=upstream_key, **(simulator_options or {})).start()
     cleanup.callback(simulator.stop)
@@ -80,6 +85,6 @@ def start_local_stack(
     if on_event is not None:
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event, readers=event_readers).start()
         cleanup.callback(tail.stop)
-    front = ApiFront(stack.api_front_handler([api_key]), stack.api_routes, stage=stack.stage).start()
+    front = ApiFront(stack.api_front_handler(api_keys), stack.api_routes, stage=stack.stage).start()
     cleanup.callback(front.stop)
-    return LocalStack(aws=aws, stack=stack, simulator=simulator, receiver=receiver, front=front, api_key=api_key)
+    return LocalStack(aws=aws, stack=stack, simulator=simulator, receiver=receiver, front=front, api_keys=api_keys)

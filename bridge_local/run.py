@@ -17,8 +17,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import httpx
 
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import (
@@ -52,8 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("VIDEO_BRIDGE_API_KEY"),
-        help="the key callers must send as Authorization: Bearer (env VIDEO_BRIDGE_API_KEY; default: a new one)",
+        action="append",
+        default=[],
+        help="a key callers may send as Authorization: Bearer; give it again for more callers, each its own "
+        "tenant (env VIDEO_BRIDGE_API_KEY; default: two new ones)",
+    )
+    parser.add_argument(
+        "--api-keys-file",
+        type=Path,
+        help="more caller keys, one per line (blank lines and # comments ignored)",
     )
     parser.add_argument("--poll-interval", type=int, default=3, help="seconds between polls (min 3)")
     parser.add_argument("--sim-run-s", type=float, default=8.0, help="simulated generation time in seconds")
@@ -79,9 +89,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None, api_key: str) -> str:
+def caller_keys(args: argparse.Namespace) -> list[str]:
+    """The keys callers may use: --api-key (repeated), the file, the env; else two new ones."""
+    keys = list(args.api_key)
+    if args.api_keys_file is not None:
+        lines = args.api_keys_file.read_text(encoding="utf-8").splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys and os.environ.get("VIDEO_BRIDGE_API_KEY"):
+        keys.append(os.environ["VIDEO_BRIDGE_API_KEY"])
+    if not keys:
+        # Two tenants, so a newcomer can see one key's jobs stay invisible to the other.
+        keys = [f"vb-local-{secrets.token_hex(12)}" for _ in range(2)]
+    return list(dict.fromkeys(keys))
+
+
+def owners_of(api_url: str, keys: Sequence[str]) -> dict[str, str]:
+    """Each key's owner id, asked of the running API (through the real authorizer)."""
+    owners = {}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for key in keys:
+            answer = client.get("/v1/account", headers={"Authorization": f"Bearer {key}"})
+            owners[key] = (
+                str(answer.json().get("owner_id")) if answer.status_code == 200 else f"refused ({answer.status_code})"
+            )
+    return owners
+
+
+def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None, owners: dict[str, str]) -> str:
+    api_key = next(iter(owners))
     body = json.dumps(SAMPLE_REQUEST, separators=(",", ":"))
     auth = f"    -H 'Authorization: Bearer {api_key}' \\"
+    other_tenant = []
+    if len(owners) > 1:
+        other = list(owners)[1]
+        other_tenant = [
+            "The same with another key answers 404: each key sees only its own jobs.",
+            f"  curl -s -H 'Authorization: Bearer {other}' {api_url}/v1/videos/generations/<task_id>",
+        ]
     webhook_lines = []
     if receiver_url:
         hooked = json.dumps(SAMPLE_REQUEST | {"callback_url": f"{receiver_url}/hooks/demo"}, separators=(",", ":"))
@@ -101,7 +145,8 @@ def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | No
         [
             f"Video bridge running locally ({stack_name}); Router One: {upstream}",
             f"API: {api_url}",
-            f"API key (send it as Authorization: Bearer): {api_key}",
+            "API keys (send one as Authorization: Bearer); each is a tenant that sees only its own jobs:",
+            *(f"  {key}  owner {owner_id}" for key, owner_id in owners.items()),
             "",
             "Submit a job:",
             f"  curl -s -X POST {api_url}/v1/videos/generations \\",
@@ -111,6 +156,7 @@ def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | No
             "",
             "Ask for its status (task_id from the answer above):",
             f"  curl -s -H 'Authorization: Bearer {api_key}' {api_url}/v1/videos/generations/<task_id>",
+            *other_tenant,
             "",
             "Or with the CLI (installed in .venv), watching progress until the end:",
             f"  export VIDEO_BRIDGE_API={api_url} VIDEO_BRIDGE_API_KEY={api_key}",
@@ -130,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     stop = threading.Event()
-    api_key_for_callers = args.api_key or f"vb-local-{secrets.token_hex(12)}"
+    try:
+        api_keys = caller_keys(args)
+    except OSError as exc:
+        print(f"cannot read --api-keys-file: {exc}", file=sys.stderr)
+        return 2
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -197,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cleanup.callback(tail.stop)
             api_name = stack.function_names[stack.api_function] if stack.api_function else "api"
             front = ApiFront(
-                stack.api_front_handler([api_key_for_callers]),
+                stack.api_front_handler(api_keys),
                 stack.api_routes,
                 port=args.port,
                 stage=stack.stage,
@@ -207,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cleanup.callback(front.stop)
 
             with print_lock:
-                print(_banner(front.url, upstream, stack.stack_name, receiver_url, api_key_for_callers), flush=True)
+                banner = _banner(front.url, upstream, stack.stack_name, receiver_url, owners_of(front.url, api_keys))
+                print(banner, flush=True)
             while not stop.wait(0.5):
                 pass
             with print_lock:

@@ -60,12 +60,12 @@ def test_a_job_runs_on_the_callers_key_sealed_with_kms_until_it_ends(bridge: Loc
         CiphertextBlob=blob, EncryptionContext={"purpose": "router-one-caller-key"}
     )["Plaintext"]
     assert opened == CALLER_KEY.encode()
-    # The state machine never carries the key or its ciphertext, only a flag.
+    # The state machine never carries the key or its ciphertext, only a flag (beside the owner).
     sfn = bridge.aws.client("stepfunctions")
     [execution] = bridge.executions(task_id)
     loop_input = sfn.describe_execution(executionArn=execution["executionArn"])["input"]
     assert CALLER_KEY not in loop_input and sealed not in loop_input
-    assert json.loads(loop_input)["poll_memory"] == {"caller_key": True}
+    assert json.loads(loop_input)["poll_memory"] == {"caller_key": True, "owner_id": bridge.owner_id}
 
     # Completed: every poll reached the caller's task (another account's key would get a 404).
     events = bridge.events.wait_for(task_id)

@@ -271,6 +271,7 @@ def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:
         ("POST", "/v1/videos/generations/{task_id}/cancel"),
         ("GET", "/v1/videos/generations/{task_id}/webhooks"),
         ("POST", "/v1/videos/generations/{task_id}/webhooks/{event_id}/redeliver"),
+        ("GET", "/v1/account"),
         ("GET", "/openapi.json"),
     }
 
@@ -550,14 +551,25 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
             "ROUTER_ONE_API_KEY": key,
             "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'layers' / 'bridge'}",
             "PYTHONUNBUFFERED": "1",
-            "VIDEO_BRIDGE_API_KEY": "vb-runner-test-key",
         }
+        env.pop("VIDEO_BRIDGE_API_KEY", None)
         for name in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
             env.pop(name, None)
         out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_text("# a third tenant\nvb-runner-third-key\n\n")
+        command = [sys.executable, "-m", "bridge_local.run", "--port", "0", "--receiver-port", "0"]
+        command += [
+            "--api-key",
+            "vb-runner-test-key",
+            "--api-key",
+            "vb-runner-other-key",
+            "--api-keys-file",
+            str(keys_file),
+        ]
         with out_path.open("w") as out, err_path.open("w") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge_local.run", "--port", "0", "--receiver-port", "0"],
+                command,
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=out,
@@ -579,6 +591,10 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
                     timeout=30,
                 )
                 assert submitted.status_code == 202, submitted.text
+                # Each key is a tenant: the other one does not see this job.
+                task_url = f"{api_url}/v1/videos/generations/{submitted.json()['task_id']}"
+                other = httpx.get(task_url, headers={"Authorization": "Bearer vb-runner-other-key"}, timeout=30)
+                assert other.status_code == 404 and other.json()["error"]["code"] == "task_not_found"
                 _wait_for_line(out_path, "── SNS", proc, timeout=60)
                 _wait_for_line(out_path, "── EventBridge", proc, timeout=30)
                 # Fails twice on purpose, then the third attempt (retries 2 s and 5 s later) is accepted.
@@ -590,6 +606,14 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
     output = out_path.read_text() + err_path.read_text()
     assert returncode == 0, output
     assert "curl -s -X POST" in output
+    # Every key is printed with its owner id, and the owner ids differ.
+    owners = {
+        line.split()[0]: line.split("owner ")[1]
+        for line in output.splitlines()
+        if line.startswith("  vb-runner-") and " owner own_" in line
+    }
+    assert set(owners) == {"vb-runner-test-key", "vb-runner-other-key", "vb-runner-third-key"}
+    assert len(set(owners.values())) == 3
     assert "video.generation.completed" in output
     assert key not in output
     webhook_lines = [line for line in output.splitlines() if line.startswith("[webhook /hooks/demo]")]

@@ -43,9 +43,11 @@ def sweep(now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     cutoff = iso(now - timedelta(seconds=get_settings().reconcile_grace_seconds))
     started: list[str] = []
+    # Every owner's pending jobs, and those from before owners existed.
+    pending = jobs.JobList.of(owner_id=None, status=JobStatus.PENDING.value)
     cursor = None
     while True:
-        page, cursor = jobs.list_jobs(status=JobStatus.PENDING.value, limit=SWEEP_PAGE, start_key=cursor)
+        page, cursor = jobs.list_jobs(pending, limit=SWEEP_PAGE, start_key=cursor)
         for job in page:
             if job["created_at"] <= cutoff:
                 start_tracking(job)
