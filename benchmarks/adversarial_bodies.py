@@ -12,7 +12,7 @@ Each body goes to `functions/api/app.py:handler` as an API Gateway REST proxy ev
 `POST /v1/videos/generations`, in this process, with the test environment (no telemetry). Every
 body is refused before anything reaches AWS or Router One, so nothing is mocked; sockets are
 disabled all the same, so a body that slipped through would fail (a 5xx) rather than reach the
-network. A body answered with anything but a 4xx is reported as a failure.
+network. A body answered with anything but a 400, 413 or 415 is reported as a failure.
 
 Timing: one untimed call per body, then the median of `--repeat` calls (5 by default). The table
 gives, per shape and size, the milliseconds and the status and error code returned; below it, the
@@ -20,7 +20,7 @@ worst shape per size and how the worst case grew from 64 to 256 KiB.
 
 Targets on this machine: the worst 256 KiB body takes under 100 ms, and the worst case grows at
 most 5x from 64 to 256 KiB (4x the bytes; a quadratic check would grow about 16x). Exits 1 if a
-target is missed or any body got a 5xx.
+target is missed or any body was answered otherwise.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def _long_image_url(n: int) -> Body:
 
 
 def _webhook_filter(n: int) -> Body:
-    # No length limit on this list: every item is validated, and the last one is wrong.
+    # Every item valid but the last: unless the list's length refuses it first, all are checked.
     return Body(exact(n, HEAD + '"webhook_events_filter": [', repeat('"completed", '), suffix='"bogus"]}'))
 
 
@@ -299,8 +299,8 @@ def _base64_unterminated_quotes(n: int) -> Body:
 
 SHAPES: dict[str, Callable[[int], Body]] = {
     'unterminated string of \\"': _unterminated_quotes,
-    "  same, ending in a lone \\": _unterminated_trailing_backslash,
-    "  same, no brackets before": _unterminated_quotes_no_brackets_before,
+    'unterminated \\", lone \\ at the end': _unterminated_trailing_backslash,
+    'unterminated \\", no brackets before': _unterminated_quotes_no_brackets_before,
     'terminated string of \\"': _terminated_quotes,
     'many short strings "[{"': _many_short_strings,
     "nesting past 32 at the end": _nesting_past_limit_at_end,
@@ -312,7 +312,7 @@ SHAPES: dict[str, Callable[[int], Body]] = {
     "many floats in metadata": _many_floats,
     "many integers in metadata": _many_integers,
     "many unknown keys": _unknown_keys,
-    "  same, model missing": _unknown_keys_model_missing,
+    "many unknown keys, model missing": _unknown_keys_model_missing,
     "many keys in metadata": _metadata_keys,
     "duplicate key at the end": _duplicate_key_at_end,
     "many objects, last dup": _many_duplicate_objects,
@@ -323,8 +323,8 @@ SHAPES: dict[str, Callable[[int], Body]] = {
     "long image_url": _long_image_url,
     "many image_urls": _image_urls,
     "long webhook_events_filter": _webhook_filter,
-    "  same, every item wrong": _webhook_filter_all_wrong,
-    "image_urls, every item wrong": _image_urls_all_wrong,
+    "webhook_events_filter of 5s": _webhook_filter_all_wrong,
+    "image_urls of 5s": _image_urls_all_wrong,
     "whitespace": _whitespace,
     "array, not an object": _not_an_object,
     "lone surrogate (text body)": _lone_surrogate,
@@ -358,12 +358,12 @@ class Result:
 
 
 def measure(
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]], shape: str, size: int, event: dict[str, Any], repeat: int
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]], shape: str, size: int, event: dict[str, Any], runs: int
 ) -> Result:
     context = FakeContext()
     response = handler(copy.deepcopy(event), context)  # untimed: first-use setup (model builds, imports)
     samples = []
-    for _ in range(repeat):
+    for _ in range(runs):
         fresh = copy.deepcopy(event)  # outside the timing: Powertools caches what it decodes on the event
         started = time.perf_counter()
         response = handler(fresh, context)
@@ -397,7 +397,6 @@ def main(argv: list[str] | None = None) -> int:
             results[name, size] = measure(handler, name, size, submit_event(template, build(size)), args.repeat)
 
     width = max(len(name) for name in shapes)
-    codes = max(len(r.code) for r in results.values())
     header = "".join(f"  {f'{size // KIB} KiB':>9}" for size in SIZES)
     print(f"POST /v1/videos/generations: ms per call, median of {args.repeat}; answer at 256 KiB (status, code)")
     print(f"{'shape':<{width}}{header}  {'64->256':>7}  answer")
@@ -406,12 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = "".join(f"  {r.ms:>6.2f} ms" for r in row)
         answers = {(r.status, r.code) for r in row}
         answer = f"{row[-1].status} {row[-1].code}" + ("" if len(answers) == 1 else " (differs by size)")
-        print(f"{name:<{width}}{cells}  {row[-1].ms / row[-2].ms:>6.1f}x  {answer:<{codes + 4}}")
+        print(f"{name:<{width}}{cells}  {row[-1].ms / row[-2].ms:>6.1f}x  {answer}")
 
     print("\nworst shape per size:")
     worst = {size: max((results[name, size] for name in shapes), key=lambda r: r.ms) for size in SIZES}
     for size, r in worst.items():
-        print(f"  {size // KIB:>4} KiB  {r.ms:>8.2f} ms  {r.shape.strip()}")
+        print(f"  {size // KIB:>4} KiB  {r.ms:>8.2f} ms  {r.shape}")
     growth = worst[SIZES[-1]].ms / worst[SIZES[-2]].ms
     print(f"  64 -> 256 KiB growth of the worst case: {growth:.2f}x (4x the bytes)")
 
@@ -426,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append("worst case grows too fast")
     answered = [r for r in results.values() if not r.refused]
     for r in answered:
-        failures.append(f"{r.shape.strip()} at {r.size // KIB} KiB answered {r.status} {r.code}, not 400/413/415")
+        failures.append(f"{r.shape} at {r.size // KIB} KiB answered {r.status} {r.code}, not 400/413/415")
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1
