@@ -125,5 +125,8 @@ class BridgeApi:
     def webhooks(self, task_id: str) -> dict[str, Any]:
         return self._call("GET", f"{GENERATIONS}/{_segment(task_id)}/webhooks")
 
+    def account(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/account")
+
     def redeliver(self, task_id: str, event_id: str) -> dict[str, Any]:
         return self._call("POST", f"{GENERATIONS}/{_segment(task_id)}/webhooks/{_segment(event_id)}/redeliver")

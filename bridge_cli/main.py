@@ -211,6 +211,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help=f"with --wait: seconds between status checks (default and minimum: {MIN_POLL_S:g})",
     )
 
+    command("account", cmd_account, "show this API key's owner id (for SNS filters and EventBridge rules)")
+
     status = command("status", cmd_status, "show one job")
     status.add_argument("task_id", metavar="TASK_ID")
 
@@ -254,6 +256,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     tail.add_argument(
         "--model", dest="models", action="append", metavar="MODEL", help="only events of this model (repeatable)"
+    )
+    tail.add_argument(
+        "--owner",
+        dest="owners",
+        action="append",
+        metavar="OWNER_ID",
+        help="only events of jobs of this owner (repeatable; `account` prints yours)",
     )
     tail.add_argument("--count", type=_positive_int, metavar="N", help="stop after N events")
     tail.add_argument("--stop-after", type=_positive_float, metavar="SECONDS", help="stop after this long")
@@ -442,6 +451,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- the other commands
 
 
+def cmd_account(args: argparse.Namespace) -> int:
+    with _api(args) as api:
+        account = api.account()
+    if args.json:
+        _print_json(account)
+    else:
+        rows = [("owner_id", str(account.get("owner_id"))), ("operator", "yes" if account.get("operator") else "no")]
+        _out(fmt.key_values(rows))
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _api(args) as api:
         job = api.get(args.task_id)
@@ -553,7 +573,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             session = boto3.session.Session(region_name=region)
             sns = session.client("sns", endpoint_url=args.endpoint_url)
             sqs = session.client("sqs", endpoint_url=args.endpoint_url)
-            policy = tail.filter_policy(statuses=args.statuses, models=args.models)
+            policy = tail.filter_policy(statuses=args.statuses, models=args.models, owners=args.owners)
             queue = tail.TemporaryQueue(sns, sqs, args.topic_arn, policy)
             queue_url = queue.open()
             _err(f"following {args.topic_arn} through temporary queue {queue.name} (Ctrl-C to stop)")

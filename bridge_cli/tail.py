@@ -31,9 +31,12 @@ def region_of(topic_arn: str) -> str | None:
     return None
 
 
-def filter_policy(*, statuses: list[str] | None, models: list[str] | None) -> dict[str, list[str]] | None:
-    """An SNS filter policy on the topic's message attributes (`status`, `model`), or None for all."""
-    policy = {name: values for name, values in (("status", statuses), ("model", models)) if values}
+def filter_policy(
+    *, statuses: list[str] | None, models: list[str] | None, owners: list[str] | None = None
+) -> dict[str, list[str]] | None:
+    """An SNS filter policy on the topic's message attributes (`status`, `model`, `owner_id`), or None for all."""
+    chosen = (("status", statuses), ("model", models), ("owner_id", owners))
+    policy = {name: values for name, values in chosen if values}
     return policy or None
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bridge_cli.main import main
 
-from .conftest import LocalBridge
+from .conftest import TENANT_B_API_KEY, LocalBridge
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +116,21 @@ def test_status_prints_aligned_key_value_lines(
     assert fields["model"] == MODEL
     value_columns = {line.index(line.split(None, 1)[1], line.index(" ")) for line in out.splitlines()}
     assert len(value_columns) == 1, out
+    run(capsys, "--api", api, "cancel", task_id)
+
+
+def test_account_names_the_keys_owner_and_each_key_sees_only_its_own_jobs(
+    bridge: LocalBridge, api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "--api", api, "account")
+    assert code == 0
+    assert dict(line.split(None, 1) for line in out.splitlines()) == {"owner_id": bridge.owner_id, "operator": "no"}
+
+    task_id = long_job(bridge)
+    code, out, err = run(capsys, "--api", api, "--api-key", TENANT_B_API_KEY, "status", task_id)
+    assert (code, out) == (2, "") and err.rstrip().endswith("(task_not_found)")
+    code, out, _ = run(capsys, "--api", api, "--api-key", TENANT_B_API_KEY, "--json", "account")
+    assert code == 0 and json.loads(out)["owner_id"] != bridge.owner_id
     run(capsys, "--api", api, "cancel", task_id)
 
 
@@ -257,6 +272,8 @@ def test_tail_prints_the_outcome_of_a_job_submitted_while_tailing_then_cleans_up
                 bridge.aws.endpoint_url,
                 "--model",
                 model,
+                "--owner",
+                bridge.owner_id,
                 "--count",
                 "1",
                 "--stop-after",
@@ -273,7 +290,7 @@ def test_tail_prints_the_outcome_of_a_job_submitted_while_tailing_then_cleans_up
     [subscription] = bridge.wait_until(tail_subscriptions, timeout=20, what="the tail's subscription")
     attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
     assert attributes["RawMessageDelivery"] == "true"
-    assert json.loads(attributes["FilterPolicy"]) == {"model": [model]}
+    assert json.loads(attributes["FilterPolicy"]) == {"model": [model], "owner_id": [bridge.owner_id]}
 
     response = bridge.submit({"model": model, "prompt": "a fox in snow"}, run_s=1, queue_s=0.1)
     task_id = response.json()["task_id"]

@@ -190,6 +190,7 @@ def test_tail_region_and_filter_policy() -> None:
     assert region_of("not-an-arn") is None
     assert filter_policy(statuses=None, models=None) is None
     assert filter_policy(statuses=["failed", "timed_out"], models=None) == {"status": ["failed", "timed_out"]}
+    assert filter_policy(statuses=None, models=None, owners=["own_1"]) == {"owner_id": ["own_1"]}
 
 
 class FakeClock:
