@@ -380,9 +380,12 @@ def test_no_secret_appears_in_anything_the_bridge_emits(
     corpus = "\n".join(text for _, text in blobs)
     assert all(task_id in corpus for task_id in task_ids)
 
-    # The bridge's own API key (what its callers present) is held to the same rule.
+    # The bridge's own API key (what its callers present) and the owner-id HMAC key are held to the same rule.
     forms = secret_forms(ROUTER_ONE_KEY, bridge.signing_secret) | {
         "bridge-api-key": BRIDGE_API_KEY,
+        "owner-id-secret": bridge.aws.client("secretsmanager").get_secret_value(
+            SecretId=bridge.stack.resources["OwnerIdSecret"]
+        )["SecretString"],
         "caller-router-one-key": CALLER_ROUTER_ONE_KEY,
         "caller-router-one-key-base64": base64.b64encode(CALLER_ROUTER_ONE_KEY.encode()).decode().rstrip("="),
     }
