@@ -48,6 +48,9 @@ def test_a_failed_job_write_is_recorded_and_tracked_by_the_reconciler(
     event = bridge.events.wait_for(task_id, timeout=60)["sns"][0]["event"]
     assert event["data"]["status"] == "completed"
     assert bridge.simulator.task(task_id)["submits"] == 1  # Router One was asked once
+    # The owner travelled with the reconcile message: the job is still its submitter's alone.
+    assert event["data"]["owner_id"] == bridge.owner_id
+    assert bridge.api.get(f"/v1/videos/generations/{task_id}").json()["owner_id"] == bridge.owner_id
 
 
 def test_a_failed_loop_start_is_retried_by_the_reconciler(bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch) -> None:

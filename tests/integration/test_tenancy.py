@@ -128,6 +128,12 @@ def test_b_gets_a_404_for_as_job_on_every_route_exactly_as_for_an_unknown_one(
     assert job["status"] == "canceled" and job["owner_id"] == bridge.owner_id
     [delivery] = bridge.delivery_rows(task_id)
     assert delivery["round"] == 1
+    # The delivery row itself names the owner too.
+    row = bridge.aws.client("dynamodb").get_item(
+        TableName=bridge.stack.resources["WebhookDeliveriesTable"],
+        Key={"task_id": {"S": task_id}, "event_id": {"S": event_id}},
+    )["Item"]
+    assert row["owner_id"] == {"S": bridge.owner_id}
     assert bridge.api.post(f"{GENERATIONS}/{task_id}/webhooks/{event_id}/redeliver").status_code == 202
 
 
