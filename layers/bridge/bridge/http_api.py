@@ -168,7 +168,7 @@ def list_generations(
         200,
         api_schema.Job,
         "The job, now canceled",
-        e404="No job with this task_id (`task_not_found`)",
+        e404="No job of this API key with this task_id (`task_not_found`)",
         e409="The job already ended (`job_already_finished`)",
     ),
 )
@@ -181,7 +181,9 @@ def cancel_generation(task_id: str) -> Response[dict[str, Any]]:
     summary="A job's status",
     operation_id="getGeneration",
     tags=["generations"],
-    responses=api_schema.responses(200, api_schema.Job, "The job", e404="No job with this task_id (`task_not_found`)"),
+    responses=api_schema.responses(
+        200, api_schema.Job, "The job", e404="No job of this API key with this task_id (`task_not_found`)"
+    ),
 )
 def get_generation(task_id: str) -> Response[dict[str, Any]]:
     job = jobs.find_job(_task_id(task_id), owner_id=_caller().read_scope())
@@ -194,7 +196,10 @@ def get_generation(task_id: str) -> Response[dict[str, Any]]:
     operation_id="listWebhookDeliveries",
     tags=["webhooks"],
     responses=api_schema.responses(
-        200, api_schema.WebhookDeliveries, "The deliveries", e404="No job with this task_id (`task_not_found`)"
+        200,
+        api_schema.WebhookDeliveries,
+        "The deliveries",
+        e404="No job of this API key with this task_id (`task_not_found`)",
     ),
 )
 def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
@@ -210,7 +215,7 @@ def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
         202,
         api_schema.Redelivery,
         "Queued for a new round of attempts",
-        e404="No such job, or no delivery of that event (`task_not_found`, `webhook_delivery_not_found`)",
+        e404="No job of this API key with that task_id, or no delivery of that event (`task_not_found`, `webhook_delivery_not_found`)",
         e409="The event was already sent in 10 rounds (`redelivery_limit_reached`)",
     ),
 )
