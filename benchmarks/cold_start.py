@@ -4,8 +4,9 @@ Import time. For each function of the template, a fresh interpreter imports its 
 (`app`) `--runs` times and the median is reported. The handlers load the AWS SDK at their first
 AWS call, not at import (see `bridge/clients.py`), so for every function with AWS permissions the
 same interpreter then times what the first AWS call sets up: the settings read from the
-environment, boto3 and the jobs table (every such function reads or writes it first). The
-import plus that is what a cold start costs before its first AWS request: the total printed.
+environment, boto3 and the client of that call (the jobs table, which every function that uses it
+reads or writes first; Secrets Manager for the authorizer, which only reads the owner-id secret).
+The import plus that is what a cold start costs before its first AWS request: the total printed.
 
 Bytecode. The timed runs find the bridge's sources compiled (`__pycache__`), as the installed
 packages ship theirs. `sam build` packages the function and layer sources without bytecode, so a
@@ -83,10 +84,12 @@ stdlib = sys.stdlib_module_names
 top = sorted({{n.split(".")[0] for n in sys.modules if n.split(".")[0] not in stdlib and not n.startswith("_")}} - {{"app", "bridge"}})
 bridge = sorted(n.removeprefix("bridge.") for n in sys.modules if n.startswith("bridge."))
 sdk = None
-if {uses_aws!r}:
+if {first_client!r}:
     started = time.perf_counter()
     from bridge import clients
-    clients.jobs_table()
+    from bridge.settings import get_settings
+    get_settings()
+    clients.jobs_table() if {first_client!r} == "jobs table" else clients.aws().client("secretsmanager")
     sdk = (time.perf_counter() - started) * 1000
 print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "packages": top, "bridge": bridge}}))
 """
@@ -96,7 +99,10 @@ print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "packages": top, "bridge
 class FunctionReport:
     logical_id: str
     code_dir: Path
-    uses_aws: bool
+    # What the function's first AWS call builds: the jobs table (every function that reads or writes
+    # it does so first), a Secrets Manager client (the authorizer, which reads only the owner-id
+    # secret), or nothing.
+    first_client: str | None
     import_ms: list[float] = field(default_factory=list)
     sdk_ms: list[float] = field(default_factory=list)
     packages: list[str] = field(default_factory=list)
@@ -186,7 +192,7 @@ def time_imports(report: FunctionReport, runtime: Path, env: dict[str, str], run
     # layer's sources, which would otherwise be timed in the first sample only (see the docstring).
     for run in range(runs + 1):
         done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", PROBE.format(paths=paths, uses_aws=report.uses_aws)],
+            [sys.executable, "-I", "-S", "-c", PROBE.format(paths=paths, first_client=report.first_client)],
             capture_output=True,
             text=True,
             env=lambda_env,
@@ -258,6 +264,13 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
+def _first_client(props: dict[str, Any]) -> str | None:
+    policies = json.dumps(props.get("Policies") or [])
+    if "JobsTable" in policies:
+        return "jobs table"
+    return "secrets manager" if "Secret" in policies else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per function (median reported)")
@@ -268,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     functions, env = template_functions()
     runtime = ensure_runtime()
     reports = [
-        FunctionReport(logical_id, (ROOT / props["CodeUri"]).resolve(), uses_aws=bool(props.get("Policies")))
+        FunctionReport(logical_id, (ROOT / props["CodeUri"]).resolve(), first_client=_first_client(props))
         for logical_id, props in functions.items()
     ]
     for report in reports:
