@@ -14,6 +14,7 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 import bridge.http_api as http_api
 from bridge.callback_urls import CallbackTarget, check_callback_url
 from bridge.errors import InvalidRequest
-from bridge.models import BRIDGE_FIELDS, GenerationRequest
+from bridge.models import BRIDGE_FIELDS, NON_BLANK_TEXT_PATTERN, GenerationRequest
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FIELDS = [
@@ -110,6 +111,13 @@ def submit_bodies(draw: st.DrawFn) -> dict[str, Any]:
 
 # Valid values only: what a well-behaved client sends.
 clean_text = st.characters(codec="utf-8", exclude_characters="\x00")
+
+
+def non_blank_text(max_size: int) -> st.SearchStrategy[str]:
+    """Text with something besides whitespace in it, as `model`, `prompt` and `size` must have."""
+    return st.text(clean_text, min_size=1, max_size=max_size).filter(lambda s: re.fullmatch(NON_BLANK_TEXT_PATTERN, s))
+
+
 valid_urls = st.builds(
     lambda scheme, host, path: f"{scheme}://{host}/{path}",
     st.sampled_from(["http", "https"]),
@@ -128,10 +136,10 @@ valid_metadata_values = st.recursive(
     max_leaves=8,
 )
 valid_field_values: dict[str, st.SearchStrategy[Any]] = {
-    "model": st.text(clean_text, min_size=1, max_size=20),
-    "prompt": st.text(clean_text, min_size=1, max_size=80),
+    "model": non_blank_text(20),
+    "prompt": non_blank_text(80),
     "duration": st.integers(min_value=1, max_value=3600),
-    "size": st.text(clean_text, min_size=1, max_size=8),
+    "size": non_blank_text(8),
     "aspect_ratio": st.sampled_from(["16:9", "9:16", "1:1"]),
     "negative_prompt": st.text(clean_text, max_size=30),
     "image_url": valid_urls,
@@ -139,7 +147,7 @@ valid_field_values: dict[str, st.SearchStrategy[Any]] = {
     "input_reference": st.text(clean_text, max_size=20),
     "callback_url": st.builds(lambda url: "https" + url.removeprefix("http").removeprefix("s"), valid_urls),
     "webhook_events_filter": st.lists(
-        st.sampled_from(["started", "progress", "completed", "failed", "timed_out", "canceled"]), min_size=1, max_size=7
+        st.sampled_from(["started", "progress", "completed", "failed", "timed_out", "canceled"]), min_size=1, max_size=6
     ),
     "metadata": st.dictionaries(st.text(clean_text, min_size=1, max_size=8), valid_metadata_values, max_size=4),
 }
