@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Clamped, Context, Decimal, DecimalException, Inexact, Overflow, Rounded, Underflow
 from enum import StrEnum
+from itertools import islice
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
@@ -112,11 +113,22 @@ def _storable_number(value: int | float) -> None:
         raise ValueError("numbers must have at most 38 significant digits and fit DynamoDB's range") from None
 
 
+_TOO_LARGE = f"must be at most {MAX_METADATA_BYTES} bytes as JSON"
+
+
 def _check_json_tree(value: Any) -> None:
-    """Walk a metadata object without recursion: depth, keys, text and numbers every store accepts."""
+    """Walk a metadata object without recursion: depth, keys, text and numbers every store accepts.
+
+    Every value takes at least one byte of JSON, so past `MAX_METADATA_BYTES` of them the object is
+    too large whatever they are: the walk stops there, and a huge body costs no more than a small one.
+    """
     pending: list[tuple[Any, int]] = [(value, 1)]
+    visited = 0
     while pending:
         node, depth = pending.pop()
+        visited += 1
+        if visited > MAX_METADATA_BYTES:
+            raise ValueError(_TOO_LARGE)
         if isinstance(node, dict | list):
             if depth > MAX_METADATA_DEPTH:
                 raise ValueError(f"must nest at most {MAX_METADATA_DEPTH} levels deep")
@@ -126,7 +138,8 @@ def _check_json_tree(value: Any) -> None:
                         raise ValueError("keys must be non-empty strings")
                     _plain_text(key)
             children = node.values() if isinstance(node, dict) else node
-            pending.extend((child, depth + 1) for child in children)
+            # No more than the walk may still visit: a list of a million items costs no more than 2 KB of them.
+            pending.extend((child, depth + 1) for child in islice(children, MAX_METADATA_BYTES - visited + 1))
         elif isinstance(node, str):
             _plain_text(node)
         elif isinstance(node, bool) or node is None:
@@ -141,7 +154,7 @@ def _small_object(value: dict[str, Any]) -> dict[str, Any]:
     # Echoed in every event: keep it small enough for SNS attributes, rows and webhook bodies.
     _check_json_tree(value)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
-        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        raise ValueError(_TOO_LARGE)
     return value
 
 
