@@ -39,7 +39,7 @@ import bridge.http_api as http_api
 from benchmarks import adversarial_bodies as bench
 from bridge.errors import InvalidRequest
 from bridge.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, describe_validation_errors, parse_json_object
-from bridge.models import GenerationRequest
+from bridge.models import MAX_METADATA_BYTES, GenerationRequest
 
 # The depth pattern before it was made linear: a string needed its closing quote, so from every quote
 # inside an unterminated string the engine read to the end of the text, failed, and moved on by one.
@@ -407,3 +407,16 @@ def test_each_adversarial_body_is_refused_with_its_400(shape: str, size: int) ->
     response = http_api.app.resolve(bench.submit_event(template, body), bench.FakeContext())
     error = json.loads(response["body"])["error"]
     assert (response["statusCode"], error["code"]) == (400, EXPECTED_CODES[shape]), error
+
+
+def test_the_metadata_walk_stops_once_the_object_cannot_fit_its_size_limit() -> None:
+    # A bad value far past what 2 KB of JSON can hold is never reached: the size is the answer, so
+    # a body of a million values costs what one of 2,048 does.
+    values: list[Any] = [1] * (MAX_METADATA_BYTES + 10) + ["not\x00text"]
+    with pytest.raises(ValidationError) as refused:
+        GenerationRequest.model_validate({"model": "m", "prompt": "p", "metadata": {"a": values}})
+    assert f"at most {MAX_METADATA_BYTES} bytes" in str(refused.value)
+    # Within the limit's reach, the bad value itself is named.
+    with pytest.raises(ValidationError) as refused:
+        GenerationRequest.model_validate({"model": "m", "prompt": "p", "metadata": {"a": [1, "not\x00text"]}})
+    assert "NUL" in str(refused.value)
