@@ -177,6 +177,11 @@ def _unterminated_quotes_no_brackets_before(n: int) -> Body:
     return Body(exact(n, '{"prompt": "', repeat('\\"[')))
 
 
+def _unterminated_quotes_brackets_at_end(n: int) -> Body:
+    # The shape that was quadratic: every quote inside the string restarted a scan to the end.
+    return Body(exact(n, '{"model": "m", "prompt": "', repeat('\\"'), suffix="[" * 40, pad="a"))
+
+
 def _terminated_quotes(n: int) -> Body:
     return Body(exact(n, PROMPT_HEAD, repeat('\\"\\"\\"[{'), suffix=TAIL_STRING, pad="a"))
 
@@ -303,6 +308,7 @@ SHAPES: dict[str, Callable[[int], Body]] = {
     'unterminated string of \\"': _unterminated_quotes,
     'unterminated \\", lone \\ at the end': _unterminated_trailing_backslash,
     'unterminated \\", no brackets before': _unterminated_quotes_no_brackets_before,
+    'unterminated \\", brackets only at the end': _unterminated_quotes_brackets_at_end,
     'terminated string of \\"': _terminated_quotes,
     'many short strings "[{"': _many_short_strings,
     "nesting past 32 at the end": _nesting_past_limit_at_end,

@@ -346,6 +346,7 @@ EXPECTED_CODES = {
     'unterminated string of \\"': "invalid_json",
     'unterminated \\", lone \\ at the end': "invalid_json",
     'unterminated \\", no brackets before': "invalid_json",
+    'unterminated \\", brackets only at the end': "invalid_json",
     'terminated string of \\"': "invalid_parameter",
     'many short strings "[{"': "invalid_parameter",
     "nesting past 32 at the end": "invalid_json",
