@@ -9,11 +9,13 @@ prints its setup next to the import time, so the move shows in the figures rathe
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bridge.deadlines import DeadlineTransport
 from bridge.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -80,23 +82,58 @@ def kms() -> Any:
     return aws().client("kms", config=aws_config())
 
 
+def deadline_client(
+    *,
+    timeout: float,
+    follow_redirects: bool,
+    verify: ssl.SSLContext | bool = True,
+    limits: httpx.Limits | None = None,
+) -> httpx.Client:
+    """An httpx client whose requests end by the deadline in force (`bridge.deadlines`).
+
+    `timeout` is only a ceiling for each phase; callers set the deadline for the whole exchange.
+    trust_env off: a proxy from the environment would be a transport of httpx's own, without the
+    deadline (and for webhooks it would resolve the host itself and undo the pinning).
+    """
+    return httpx.Client(
+        transport=DeadlineTransport(verify=verify, limits=limits),
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        trust_env=False,
+    )
+
+
 @lru_cache(maxsize=1)
 def http_client() -> httpx.Client:
-    # One short timeout per request; Router One asks for none on the whole generation.
-    timeout = httpx.Timeout(get_settings().upstream_timeout_seconds)
-    return httpx.Client(timeout=timeout, follow_redirects=False)
+    # Router One; bridge.router_one sets each request's total deadline.
+    return deadline_client(timeout=get_settings().upstream_timeout_seconds, follow_redirects=False)
+
+
+def webhook_client(verify: ssl.SSLContext | bool = True) -> httpx.Client:
+    """The webhook client: no connection outlives its request.
+
+    Requests go to a checked IP address, and httpcore pools connections by scheme, address and
+    port, not by the TLS name: a kept-alive connection would carry a second host that shares the
+    address over the first host's TLS session, its certificate never checked. Each attempt opens
+    its own connection (and deliveries to one receiver are seconds to hours apart anyway).
+    """
+    return deadline_client(
+        timeout=get_settings().webhook_timeout_seconds,
+        follow_redirects=False,
+        verify=verify,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 @lru_cache(maxsize=1)
 def webhook_http_client() -> httpx.Client:
-    # trust_env off: a proxy from the environment would resolve the host itself and undo the pinning.
-    return httpx.Client(follow_redirects=False, trust_env=False, timeout=get_settings().webhook_timeout_seconds)
+    return webhook_client()
 
 
 @lru_cache(maxsize=1)
 def video_http_client() -> httpx.Client:
-    # Downloads follow redirects (CDNs use them); 30 s per read, no limit on the whole transfer.
-    return httpx.Client(timeout=httpx.Timeout(30.0), follow_redirects=True)
+    # Downloads follow redirects (CDNs use them); bridge.video_store bounds the whole transfer.
+    return deadline_client(timeout=30.0, follow_redirects=True)
 
 
 def reset() -> None:

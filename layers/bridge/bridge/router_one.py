@@ -1,4 +1,4 @@
-"""The Router One client: one httpx client, short timeouts, upstream answers mapped to domain errors."""
+"""The Router One client: one httpx client, a total deadline per request, upstream answers mapped to domain errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from bridge import deadlines
 from bridge.errors import (
     UpstreamPermanentError,
     UpstreamRejected,
@@ -90,18 +91,31 @@ def _bare_error(status: int) -> dict[str, Any]:
 
 
 class RouterOneClient:
-    def __init__(self, base_url: str, api_key: Callable[[], str], http: httpx.Client) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        http: httpx.Client,
+        *,
+        submit_deadline_s: float = 20.0,
+        status_deadline_s: float = 30.0,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._http = http
+        self._deadline_s = {"POST": submit_deadline_s, "GET": status_deadline_s}
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
 
     def _send(self, method: str, url: str, failure: type[Exception], **kwargs: Any) -> httpx.Response:
-        """One request; a timeout or network failure becomes `failure`, the caller's domain error."""
+        """One request, all of it (body included) within the method's deadline or a tighter one in force.
+
+        A timeout or network failure becomes `failure`, the caller's domain error.
+        """
         try:
-            return self._http.request(method, url, headers=self._headers(), **kwargs)
+            with deadlines.within(self._deadline_s[method]):
+                return self._http.request(method, url, headers=self._headers(), **kwargs)
         except httpx.TimeoutException:
             raise failure(f"Router One did not answer the {method} in time") from None
         except httpx.HTTPError as exc:

@@ -36,7 +36,12 @@ class Settings(BaseModel):
     job_retention_days: int = Field(default=30, ge=1)
     # Each loop iteration costs about ten history events; a fresh execution long before 25,000.
     max_polls_per_execution: int = Field(default=500, ge=1, le=2000)
+    # Total deadline of one Router One status request (connect to last byte); the poll function
+    # cuts it further to its own remaining time.
     upstream_timeout_seconds: float = Field(default=30.0, gt=0, le=30.0)
+    # Total deadline of the submit to Router One: API Gateway gives up at 29 s, and the job must
+    # still be recorded and its loop started (or handed to the reconciler) after the answer.
+    upstream_submit_timeout_seconds: float = Field(default=20.0, gt=0, le=25.0)
     secret_max_age_seconds: int = Field(default=300, ge=0)
     # Router One says its video links usually live about 24 hours.
     video_url_ttl_seconds: int = Field(default=86_400, ge=0)
@@ -59,6 +64,9 @@ class Settings(BaseModel):
     reconcile_queue_url: str | None = None
     # The reconciler's sweep restarts tracking of pending jobs older than this with no loop.
     reconcile_grace_seconds: int = Field(default=120, ge=10)
+    # A recorded outcome is checked this long after (and rechecked as often while its publisher runs):
+    # longer than the api function may live, so a cancel that has not started its publish by then died.
+    outcome_check_delay_seconds: int = Field(default=120, ge=0, le=900)
 
     # Idempotency-Key on submit: where first answers are kept, and for how long.
     idempotency_table_name: str | None = None
@@ -71,6 +79,7 @@ class Settings(BaseModel):
     webhook_signing_secret: str | None = None
     webhook_retry_schedule: tuple[int, ...] = Field(default=DEFAULT_WEBHOOK_RETRY_SCHEDULE, min_length=1)
     webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # Total deadline of one webhook attempt, whatever the receiver does.
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=30)
     webhook_max_retry_after_seconds: int = Field(default=21_600, ge=0)
     progress_event_interval_seconds: int = Field(default=30, ge=1)
