@@ -77,6 +77,8 @@ class SqsEventSource:
     # Where the function's code is, so the poller can load one instance per concurrent batch.
     code_dir: Path | None = None
     handler: str = ""
+    # The function's Timeout: the context it is invoked with counts down from it, as on Lambda.
+    timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -575,7 +577,14 @@ class _Deployer:
         for event in (props.get("Events") or {}).values():
             if event.get("Type") == "SQS":
                 code_dir = (self.root / str(props["CodeUri"])).resolve()
-                self.sqs_event(logical_id, name, event.get("Properties") or {}, code_dir, str(prop("Handler")))
+                self.sqs_event(
+                    logical_id,
+                    name,
+                    event.get("Properties") or {},
+                    code_dir,
+                    str(prop("Handler")),
+                    float(prop("Timeout", 3)),
+                )
                 continue
             if event.get("Type") == "Schedule":
                 every = _rate_seconds(str(self.r.resolve((event.get("Properties") or {})["Schedule"])))
@@ -590,7 +599,13 @@ class _Deployer:
             self.api_function = logical_id
 
     def sqs_event(
-        self, logical_id: str, function_name: str, props: Mapping[str, Any], code_dir: Path, handler: str
+        self,
+        logical_id: str,
+        function_name: str,
+        props: Mapping[str, Any],
+        code_dir: Path,
+        handler: str,
+        timeout_s: float,
     ) -> None:
         arn = str(self.r.resolve(props["Queue"]))
         scaling = self.r.resolve(props.get("ScalingConfig") or {})
@@ -607,6 +622,7 @@ class _Deployer:
                 maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
                 code_dir=code_dir,
                 handler=handler,
+                timeout_s=timeout_s,
             )
         )
 

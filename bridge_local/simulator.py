@@ -40,6 +40,14 @@ Fault options, for testing how a client copes with a misbehaving upstream. They 
     the status answer waits ``slow_s`` seconds (real time, at most 300) before it is sent,
     whatever it is, on the first ``slow_polls`` polls (``null``, or ``all`` in a directive:
     on every poll). Use it to exceed a client's per-request timeout.
+``drip_s``, ``drip_polls``, ``drip_submit``
+    the status answer goes out one byte every ``drip_s`` seconds (at most 10), status line and
+    headers included, on the first ``drip_polls`` polls (``null``, or ``all`` in a directive: on
+    every poll); ``drip_submit=true`` drips the submit's own 202 answer too. A client with only a
+    per-read timeout never gives up on it; a total deadline does.
+``video_bytes``, ``video_stall_at``
+    the finished video is ``video_bytes`` long (the MP4 header, then zeros; at most 64 MiB);
+    with ``video_stall_at=N`` its download stops after N bytes and holds the connection open.
 ``unknown_status``, ``unknown_after``
     from ``unknown_after`` (a fraction of the run time, default 0.5) until the run ends, the
     job reports this undocumented status (e.g. ``upscaling``) instead of ``processing``,
@@ -72,6 +80,7 @@ import json
 import logging
 import math
 import re
+import select
 import shlex
 import signal
 import socket
@@ -84,6 +93,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Self
@@ -126,6 +136,11 @@ _FAULT_KEYS = frozenset(
         "malformed",
         "slow_s",
         "slow_polls",
+        "drip_s",
+        "drip_polls",
+        "drip_submit",
+        "video_bytes",
+        "video_stall_at",
         "unknown_status",
         "unknown_after",
         "progress_backwards",
@@ -148,6 +163,10 @@ _UNKNOWN_STATUS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 DEFAULT_RETRY_AFTER_S = 1  # what a plain injected 429 sends
 MAX_RETRY_AFTER_S = 86_400
 MAX_SLOW_S = 300.0
+MAX_DRIP_S = 10.0
+MAX_VIDEO_BYTES = 64 * 1024 * 1024
+# A dripped or stalled answer gives up after this long even if the client never leaves.
+HOLD_LIMIT_S = 600.0
 MAX_FAULT_COUNT = 10_000
 MAX_POLL_LOG = 500  # per job; older entries are dropped
 # progress_backwards: at this share of the run the job "restarts" from the earlier share.
@@ -155,7 +174,7 @@ BACKWARDS_AT, BACKWARDS_TO = 0.6, 0.2
 NOT_JSON_BODY = b"<html><body><h1>200 OK</h1><p>Gateway maintenance page</p></body></html>"
 _TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "0"})
-_EVERY_POLL_WORDS = frozenset({"all", "null"})  # slow_polls / missing_url_polls in a directive
+_EVERY_POLL_WORDS = frozenset({"all", "null"})  # slow_polls, drip_polls, missing_url_polls in a directive
 
 # Envelope (type, code) for statuses injected through poll_errors; 5xx falls back to upstream_error.
 _INJECTED_ERRORS: dict[int, tuple[str, str, str]] = {
@@ -209,6 +228,11 @@ class JobConfig:
     malformed: int = 0
     slow_s: float = 0.0
     slow_polls: int | None = None
+    drip_s: float = 0.0
+    drip_polls: int | None = None
+    drip_submit: bool = False
+    video_bytes: int = len(FAKE_MP4)
+    video_stall_at: int | None = None
     unknown_status: str | None = None
     unknown_after: float = 0.5
     progress_backwards: bool = False
@@ -280,7 +304,7 @@ def _check_value(name: str, value: Any) -> Any:
         if not _is_int(value) or not 0 <= value <= MAX_FAULT_COUNT:
             raise _bad_param(f"{name} must be a whole number of polls between 0 and {MAX_FAULT_COUNT}")
         return value
-    if name in ("slow_polls", "missing_url_polls"):
+    if name in ("slow_polls", "drip_polls", "missing_url_polls"):
         if value is not None and (not _is_int(value) or not 0 <= value <= MAX_FAULT_COUNT):
             raise _bad_param(f"{name} must be null (every poll) or a whole number between 0 and {MAX_FAULT_COUNT}")
         return value
@@ -288,6 +312,18 @@ def _check_value(name: str, value: Any) -> Any:
         if not _is_number(value) or not 0 <= value <= MAX_SLOW_S:
             raise _bad_param(f"slow_s must be a number of seconds between 0 and {MAX_SLOW_S:g}")
         return float(value)
+    if name == "drip_s":
+        if not _is_number(value) or not 0 <= value <= MAX_DRIP_S:
+            raise _bad_param(f"drip_s must be a number of seconds between 0 and {MAX_DRIP_S:g}")
+        return float(value)
+    if name == "video_bytes":
+        if not _is_int(value) or not len(FAKE_MP4) <= value <= MAX_VIDEO_BYTES:
+            raise _bad_param(f"video_bytes must be a whole number between {len(FAKE_MP4)} and {MAX_VIDEO_BYTES}")
+        return value
+    if name == "video_stall_at":
+        if value is not None and (not _is_int(value) or value < 0):
+            raise _bad_param("video_stall_at must be null (never) or a whole number of bytes")
+        return value
     if name == "unknown_after":
         if not _is_number(value) or not 0 <= value <= 1:
             raise _bad_param("unknown_after must be a fraction of the run time between 0 and 1")
@@ -304,7 +340,7 @@ def _check_value(name: str, value: Any) -> Any:
                 "unknown_status must be null or a status name Router One does not document (e.g. upscaling)"
             )
         return value
-    if name in ("progress_backwards", "missing_url"):
+    if name in ("progress_backwards", "missing_url", "drip_submit"):
         if not isinstance(value, bool):
             raise _bad_param(f"{name} must be true or false")
         return value
@@ -367,13 +403,15 @@ def _from_text(name: str, text: str) -> Any:
     """Turn a directive's text value into the type the JSON control API would carry."""
     word = text.strip().lower()
     try:
-        if name in ("queue_s", "run_s", "slow_s", "unknown_after"):
+        if name in ("queue_s", "run_s", "slow_s", "drip_s", "unknown_after"):
             return float(text)
-        if name in ("reset", "malformed"):
+        if name in ("reset", "malformed", "video_bytes"):
             return int(text)
-        if name in ("slow_polls", "missing_url_polls"):
+        if name in ("slow_polls", "drip_polls", "missing_url_polls"):
             return None if word in _EVERY_POLL_WORDS else int(text)
-        if name in ("progress_backwards", "missing_url", "insufficient_balance"):
+        if name == "video_stall_at":
+            return None if word in ("none", "null") else int(text)
+        if name in ("progress_backwards", "missing_url", "drip_submit", "insufficient_balance"):
             if word in _TRUE_WORDS or word in _FALSE_WORDS:
                 return word in _TRUE_WORDS
             raise ValueError(text)
@@ -428,7 +466,7 @@ def _progress(mode: str, fraction: float) -> int:
 class Job:
     """One task in the job table; ``view`` derives its public status from the clock.
 
-    The fault counters (``faults``, ``slow_left``, ``url_missing_left``) are spent poll by poll;
+    The fault counters (``faults``, ``slow_left``, ``drip_left``, ``url_missing_left``) are spent poll by poll;
     ``None`` for the last two means "every poll".
     """
 
@@ -438,6 +476,7 @@ class Job:
     request: dict[str, Any]
     faults: list[int | str] = field(default_factory=list)
     slow_left: int | None = None
+    drip_left: int | None = None
     url_missing_left: int | None = None
     polls: int = 0
     submits: int = 1
@@ -453,6 +492,7 @@ class Job:
             request=request,
             faults=config.answer_faults(),
             slow_left=config.slow_polls if config.slow_s > 0 else 0,
+            drip_left=config.drip_polls if config.drip_s > 0 else 0,
             url_missing_left=config.missing_url_polls if config.missing_url else 0,
         )
 
@@ -481,6 +521,13 @@ class Job:
 
     def next_delay(self) -> float:
         return self.config.slow_s if _spend(self, "slow_left") else 0.0
+
+    def next_drip(self) -> float:
+        return self.config.drip_s if _spend(self, "drip_left") else 0.0
+
+    def video(self) -> bytes:
+        """The finished video's bytes: the MP4 header, padded with zeros to ``video_bytes``."""
+        return FAKE_MP4 + bytes(self.config.video_bytes - len(FAKE_MP4))
 
     def answer(self, now: float, base_url: str) -> dict[str, Any]:
         """The view a poll gets; a completed job's url may be withheld (missing_url)."""
@@ -536,6 +583,7 @@ class PollAnswer:
     view: dict[str, Any] | None = None
     error: ApiError | None = None
     fault: str | None = None  # RESET, TRUNCATED or NOT_JSON
+    drip_s: float = 0.0  # send the answer one byte at a time, this far apart
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:
@@ -648,14 +696,17 @@ class _Engine:
             job.polls += 1
             fault = job.next_fault()
             delay = job.next_delay()
+            drip = job.next_drip()
             # Logged on arrival (a slow poll shows up at once); status: that of the view sent, if any.
             age = round(self._clock() - job.created_at, 3)
-            entry = job.log_poll({"age_s": age, "fault": fault, "delay_s": delay, "status": None, "progress": None})
+            entry = job.log_poll(
+                {"age_s": age, "fault": fault, "delay_s": delay, "drip_s": drip, "status": None, "progress": None}
+            )
         if delay:
             # Real time, outside the lock: other requests go on while this one dawdles.
             time.sleep(delay)
         with self._lock:
-            answer = self._answer(job, fault, base_url)
+            answer = replace(self._answer(job, fault, base_url), drip_s=drip)
             if answer.view:
                 entry.update(status=answer.view["status"], progress=answer.view.get("progress"))
         return answer
@@ -672,6 +723,20 @@ class _Engine:
         with self._lock:
             job = self._jobs.get(task_id)
             return job is not None and job.view(self._clock(), "")["status"] == "completed"
+
+    def video_file(self, task_id: str) -> tuple[bytes, int | None] | None:
+        """A completed job's video and where its download stalls; None if there is none (yet)."""
+        with self._lock:
+            job = self._jobs.get(task_id)
+            if job is None or job.view(self._clock(), "")["status"] != "completed":
+                return None
+            return job.video(), job.config.video_stall_at
+
+    def submit_drip(self, task_id: str) -> float:
+        """How far apart the bytes of this task's submit answer go out (0: all at once)."""
+        with self._lock:
+            job = self._jobs.get(task_id)
+            return job.config.drip_s if job is not None and job.config.drip_submit else 0.0
 
     def queue_next(self, raw: dict[str, Any]) -> int:
         checked = _check_fields(raw, _NEXT_KEYS)
@@ -722,6 +787,7 @@ class _Engine:
                 "account": job.account,
                 "poll_errors_remaining": list(job.faults),
                 "slow_polls_remaining": job.slow_left,
+                "drip_polls_remaining": job.drip_left,
                 "missing_url_polls_remaining": job.url_missing_left,
                 "poll_log": copy.deepcopy(job.poll_log),
                 "request": copy.deepcopy(job.request),
@@ -735,9 +801,15 @@ class _Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False  # no answer at all: the connection is reset
+    drip_s: float = 0.0  # one byte at a time, this far apart
+    stall_at: int | None = None  # send this much of the body, then hold the connection open
 
 
 def _poll_reply(answer: PollAnswer) -> _Reply:
+    return replace(_poll_reply_whole(answer), drip_s=answer.drip_s)
+
+
+def _poll_reply_whole(answer: PollAnswer) -> _Reply:
     if answer.error is not None:
         return _error_reply(answer.error)
     if answer.fault == RESET or answer.view is None:
@@ -748,6 +820,13 @@ def _poll_reply(answer: PollAnswer) -> _Reply:
     if answer.fault == TRUNCATED:
         body = body[: len(body) // 2]
     return _Reply(200, body)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 def _json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> _Reply:
@@ -823,6 +902,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
     def _send(self, reply: _Reply, *, head_only: bool) -> None:
+        if reply.drip_s or reply.stall_at is not None:
+            self._send_slowly(reply, head_only=head_only)
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -831,6 +913,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head_only:
             self.wfile.write(reply.body)
+
+    def _send_slowly(self, reply: _Reply, *, head_only: bool) -> None:
+        """drip_s: every byte of the answer on its own; stall_at: the body up to there, then nothing.
+
+        Either ends when the client leaves, the simulator stops, or after HOLD_LIMIT_S.
+        """
+        self.close_connection = True
+        stopping = self.server.simulator._stopping
+        ends = time.monotonic() + HOLD_LIMIT_S
+        head = f"{self.protocol_version} {reply.status} {_reason(reply.status)}\r\n"
+        head += f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items()) + "\r\n"
+        data = head.encode("latin-1") + (b"" if head_only else reply.body[: reply.stall_at])
+        try:
+            if not reply.drip_s:
+                self.wfile.write(data)
+            for index in range(len(data) if reply.drip_s else 0):
+                self.wfile.write(data[index : index + 1])
+                if stopping.wait(reply.drip_s) or time.monotonic() >= ends:
+                    return
+            while reply.stall_at is not None and not stopping.is_set() and time.monotonic() < ends:
+                readable, _, _ = select.select([self.connection], [], [], 0.2)
+                if readable and not self.connection.recv(1024):
+                    return  # the client hung up
+        except OSError:
+            return  # the client gave up: what a deadline is for
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding"):
@@ -866,15 +974,18 @@ class _Handler(BaseHTTPRequestHandler):
 
         if path == SUBMIT_PATH:
             allow("POST")
-            return _json_reply(202, engine.submit(auth, self._body()))
+            accepted = engine.submit(auth, self._body())
+            return replace(_json_reply(202, accepted), drip_s=engine.submit_drip(accepted["task_id"]))
         if path.startswith(STATUS_PREFIX):
             allow("GET")
             return _poll_reply(engine.poll(auth, path[len(STATUS_PREFIX) :], self._base_url()))
         if path.startswith(FILES_PREFIX) and path.endswith(".mp4"):
             allow("GET", "HEAD")
-            if not engine.file_ready(path[len(FILES_PREFIX) : -len(".mp4")]):
+            video = engine.video_file(path[len(FILES_PREFIX) : -len(".mp4")])
+            if video is None:
                 raise ApiError(404, "invalid_request_error", "file_not_found", "no such video file")
-            return _Reply(200, FAKE_MP4, content_type="video/mp4")
+            content, stall_at = video
+            return _Reply(200, content, content_type="video/mp4", stall_at=stall_at)
         if path == "/_sim/health":
             allow("GET")
             return _json_reply(200, {"ok": True})
@@ -956,6 +1067,7 @@ class RouterOneSimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
+        self._stopping = threading.Event()  # ends answers still dripping or stalled
 
     @staticmethod
     def _checked(raw: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -968,6 +1080,7 @@ class RouterOneSimulator:
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("simulator already started")
+        self._stopping.clear()
         self._server = _Server((self.host, self.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -982,6 +1095,7 @@ class RouterOneSimulator:
         server, thread = self._server, self._thread
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         if thread is not None:

@@ -112,7 +112,7 @@ class SqsPoller:
             function_version="$LATEST",
             invoked_function_arn=self.source.queue_arn.replace(":sqs:", ":lambda:"),
             memory_limit_in_mb=256,
-            timeout_s=90.0,
+            timeout_s=self.source.timeout_s,
         )
         # Through JSON and back, as Lambda hands it over.
         return json.loads(json.dumps(instance(json.loads(json.dumps(event)), context)))

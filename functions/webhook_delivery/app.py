@@ -8,7 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bridge.observability import logger, metrics, tracer
 from bridge.webhook_sender import deliver_record
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Records it cannot take (too little time left) are reported, even when that is all of them: a
+# function error would send back the ones already delivered too.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context

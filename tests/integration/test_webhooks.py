@@ -114,8 +114,9 @@ def test_exhausted_retries_go_to_the_dead_letter_queue_and_the_job_says_so(bridg
     task_id = submit_with_callback(bridge, "/hooks/down", query="?status=500")
     delivery = bridge.wait_for_delivery_status(task_id, "dead_lettered", timeout=60)
 
-    # The test schedule has 3 retries: 4 attempts in all.
+    # The test schedule has 3 retries: 4 attempts in all; the row says why it ended.
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 500]
+    assert delivery["dead_letter_reason"] == "retries_exhausted"
     assert len(bridge.receiver.deliveries("/hooks/down")) == 4
     job = bridge.api.get(f"/v1/videos/generations/{task_id}").json()
     assert job["webhook_dead_letters"] == [delivery["event_id"]]

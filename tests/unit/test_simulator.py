@@ -449,6 +449,11 @@ def test_config_changes_defaults_and_reset_restores(
         "malformed": 0,
         "slow_s": 0.0,
         "slow_polls": None,
+        "drip_s": 0.0,
+        "drip_polls": None,
+        "drip_submit": False,
+        "video_bytes": 24,
+        "video_stall_at": None,
         "unknown_status": None,
         "unknown_after": 0.5,
         "progress_backwards": False,
@@ -657,6 +662,58 @@ def test_slow_answers_every_poll_when_slow_polls_is_null(sim: RouterOneSimulator
     poll(client, task_id)
     assert time.monotonic() - started >= 0.4
     assert sim.task(task_id)["slow_polls_remaining"] is None
+
+
+def test_a_dripped_answer_outlasts_a_per_read_timeout_but_arrives_whole(sim: RouterOneSimulator) -> None:
+    sim.queue_next(drip_s=0.01, drip_polls=1)
+    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=0.2) as per_read:
+        task_id = submit_ok(per_read)
+        started = time.monotonic()
+        dripped = per_read.get(status_url(task_id))
+        took = time.monotonic() - started
+        assert dripped.json() == {"task_id": task_id, "status": "pending"}
+        # One byte per 10 ms: longer than the 0.2 s read timeout in all, shorter for every read.
+        assert took > 0.2 + len(dripped.content) * 0.005
+        assert poll(per_read, task_id)["status"] == "pending"
+    record = sim.task(task_id)
+    assert [entry["drip_s"] for entry in record["poll_log"]] == [0.01, 0.0]
+    assert record["drip_polls_remaining"] == 0
+
+
+def test_drip_submit_drips_the_submit_answer_too(sim: RouterOneSimulator, client: httpx.Client) -> None:
+    sim.queue_next(drip_s=0.01, drip_submit=True)
+    started = time.monotonic()
+    task_id = submit_ok(client)
+    assert time.monotonic() - started > 0.5  # well over 100 bytes, 10 ms apart
+    assert sim.task(task_id)["config"]["drip_submit"] is True
+
+
+def test_a_stalled_video_download_stops_part_way_and_holds_the_connection(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    sim.queue_next(queue_s=0, run_s=1, video_bytes=100_000, video_stall_at=50_000)
+    task_id = submit_ok(client)
+    clock.advance(2)
+    url = poll(client, task_id)["url"]
+    received = b""
+    with httpx.Client(timeout=0.5) as http, http.stream("GET", url) as response:
+        assert response.headers["content-length"] == "100000"
+        with pytest.raises(httpx.ReadTimeout):
+            for chunk in response.iter_bytes():
+                received += chunk
+    assert len(received) == 50_000 and received.startswith(b"\x00\x00\x00\x18ftyp")
+    sim.queue_next(queue_s=0, run_s=1, video_bytes=1000)
+    whole = submit_ok(client)
+    clock.advance(2)
+    assert len(httpx.get(poll(client, whole)["url"], timeout=5).content) == 1000
+
+
+@pytest.mark.parametrize(
+    "bad", [{"drip_s": -1}, {"drip_s": 11}, {"drip_polls": -1}, {"video_bytes": 3}, {"video_stall_at": -5}]
+)
+def test_bad_drip_and_video_options_are_refused(sim: RouterOneSimulator, bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        sim.queue_next(**bad)
 
 
 def test_unknown_status_replaces_processing_for_the_later_part_of_the_run(

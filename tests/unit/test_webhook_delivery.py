@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -199,3 +200,49 @@ def test_each_attempt_checks_dns_again_and_refuses_a_host_that_now_points_inside
     result = webhook_sender.attempt_delivery(delivery, settings())
     assert not result.delivered and result.status_code is None
     assert result.error is not None and "private" in result.error
+
+
+# --------------------------------------------------------------------------- the delivery function's own failures
+
+
+class NearlyOver:
+    """A Lambda context with less time left than one attempt needs (2 s + 5 s of overhead)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 6_000
+
+
+@pytest.fixture
+def webhook_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from bridge.observability import metrics
+    from bridge.settings import get_settings
+
+    for name, value in {
+        "ROUTER_ONE_API_KEY_SECRET": "s",
+        "JOBS_TABLE_NAME": "t",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_record_without_time_for_an_attempt_goes_back_untouched_and_is_counted(
+    webhook_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from bridge.observability import metrics
+
+    def untouched(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no attempt, no log, when there is no time for one")
+
+    monkeypatch.setattr(webhook_sender, "deliver", untouched)
+    record = SQSRecord({"messageId": "m-1", "receiptHandle": "r-1", "body": '{"task_id": "v_1", "event_id": "e"}'})
+    with pytest.raises(webhook_sender.OutOfTime):
+        webhook_sender.deliver_record(record, NearlyOver())
+    assert metrics.metric_set["WebhookDeliveryFailures"]["Value"] == [1.0]

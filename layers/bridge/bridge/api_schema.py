@@ -81,7 +81,10 @@ class JobPage(_Answer):
 class WebhookDelivery(_Answer):
     event_id: str
     event_type: str
-    status: str = Field(description="pending, delivered, gone (the receiver answered 410) or dead_lettered")
+    status: str = Field(description="pending, retrying, delivered, gone (the receiver answered 410) or dead_lettered")
+    dead_letter_reason: str | None = Field(
+        description="Why a dead-lettered delivery is in the dead-letter queue (retries_exhausted); null otherwise"
+    )
     round: int
     attempt_count: int
     next_attempt_at: str | None

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 from bridge.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,9 +30,10 @@ MAX_URL_LENGTH = 2048
 class CallbackTarget:
     url: str
     scheme: str
-    host: str
+    host: str  # ASCII: an IDNA (punycode) name or an IP literal; what DNS, SNI and the certificate check use
     port: int
     addresses: tuple[str, ...]
+    host_header: str = ""  # the Host header: the ASCII host, with the port when the URL names one
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -85,15 +88,16 @@ def check_callback_url(
         raise _refused(f"must use {' or '.join(allowed)}")
     if not parts.hostname or parts.username or parts.password or any(c.isspace() for c in url):
         raise _refused("must name a host and carry no credentials or spaces")
-    host = parts.hostname
-    port = port or (443 if parts.scheme == "https" else 80)
     try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
+        literal: IPAddress | None = ipaddress.ip_address(parts.hostname)
     except ValueError:
         literal = None
+    host = str(literal) if literal else _ascii_host(parts.hostname)
+    explicit_port = port
+    port = port or (443 if parts.scheme == "https" else 80)
     try:
         resolved = [str(literal)] if literal else list((resolver or system_resolver)(host, port))
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):
         raise _refused(f"host '{host}' does not resolve") from None
     if not resolved:
         raise _refused(f"host '{host}' does not resolve")
@@ -101,7 +105,28 @@ def check_callback_url(
         reason = refusal_reason(ipaddress.ip_address(text.split("%", 1)[0]), allow_loopback=allow_loopback)
         if reason:
             raise _refused(f"points to a {reason} address")
-    return CallbackTarget(url=url, scheme=parts.scheme, host=host, port=port, addresses=tuple(resolved))
+    bracketed = f"[{host}]" if ":" in host else host
+    return CallbackTarget(
+        url=url,
+        scheme=parts.scheme,
+        host=host,
+        port=port,
+        addresses=tuple(resolved),
+        host_header=f"{bracketed}:{explicit_port}" if explicit_port else bracketed,
+    )
+
+
+def _ascii_host(name: str) -> str:
+    """A host name as DNS and TLS want it: non-ASCII names IDNA-encoded (UTS #46), others as written.
+
+    ASCII names are left alone: IDNA 2008 refuses names DNS serves fine (underscores, for one).
+    """
+    if name.isascii():
+        return name
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise _refused("names a host that is not a valid internationalised domain name") from None
 
 
 def _refused(reason: str) -> InvalidRequest:

@@ -109,7 +109,7 @@ def http_client() -> httpx.Client:
     return deadline_client(timeout=get_settings().upstream_timeout_seconds, follow_redirects=False)
 
 
-def webhook_client(verify: ssl.SSLContext | bool = True) -> httpx.Client:
+def webhook_client(timeout_s: float, verify: ssl.SSLContext | bool = True) -> httpx.Client:
     """The webhook client: no connection outlives its request.
 
     Requests go to a checked IP address, and httpcore pools connections by scheme, address and
@@ -118,7 +118,7 @@ def webhook_client(verify: ssl.SSLContext | bool = True) -> httpx.Client:
     its own connection (and deliveries to one receiver are seconds to hours apart anyway).
     """
     return deadline_client(
-        timeout=get_settings().webhook_timeout_seconds,
+        timeout=timeout_s,
         follow_redirects=False,
         verify=verify,
         limits=httpx.Limits(max_keepalive_connections=0),
@@ -127,7 +127,7 @@ def webhook_client(verify: ssl.SSLContext | bool = True) -> httpx.Client:
 
 @lru_cache(maxsize=1)
 def webhook_http_client() -> httpx.Client:
-    return webhook_client()
+    return webhook_client(get_settings().webhook_timeout_seconds)
 
 
 @lru_cache(maxsize=1)

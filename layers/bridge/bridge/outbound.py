@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bridge import deadlines
 from bridge.callback_urls import CallbackTarget
 
 # Enough of a receiver's error body to explain a failure in the delivery log.
@@ -45,44 +46,55 @@ def post_pinned(
     timeout_s: float,
     now: datetime | None = None,
 ) -> AttemptResult:
-    """POST `body` to the first checked address that accepts a connection; redirects are not followed."""
+    """POST `body` to the first checked address that accepts a connection; redirects are not followed.
+
+    The whole attempt, every address tried and the head of an error body included, ends within
+    `timeout_s` (bridge.deadlines), however slowly the receiver answers or however long it sends.
+    """
     # Host header and TLS server name stay the client's host: virtual hosting and certificates work.
-    host_header = urlsplit(target.url).netloc
+    host_header = target.host_header or urlsplit(target.url).netloc
     extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
     started = time.monotonic()
     error = "no address to connect to"
-    for address in target.addresses:
-        try:
-            # Streamed: only the head of the body is read, however much a receiver sends.
-            with client.stream(
-                "POST",
-                pinned_url(target, address),
-                content=body,
-                headers={**headers, "host": host_header, "content-type": "application/json"},
-                timeout=timeout_s,
-                extensions=extensions,
-                follow_redirects=False,
-            ) as response:
-                return _result(response, _head(response), started, now)
-        except httpx.ConnectError as exc:
-            error = f"connection failed: {_short(exc)}"
-            continue  # another checked address of the same host may answer
-        except httpx.TimeoutException:
-            return AttemptResult(None, _elapsed_ms(started), f"timed out after {timeout_s:g}s")
-        except httpx.HTTPError as exc:
-            return AttemptResult(None, _elapsed_ms(started), f"request failed: {_short(exc)}")
+    with deadlines.within(timeout_s):
+        for address in target.addresses:
+            try:
+                # Streamed: only the head of the body is read, however much a receiver sends.
+                with client.stream(
+                    "POST",
+                    pinned_url(target, address),
+                    content=body,
+                    headers={**headers, "host": host_header, "content-type": "application/json"},
+                    timeout=timeout_s,
+                    extensions=extensions,
+                    follow_redirects=False,
+                ) as response:
+                    return _result(response, _head(response), started, now)
+            except httpx.ConnectError as exc:
+                error = f"connection failed: {_short(exc)}"
+                continue  # another checked address of the same host may answer, if time is left
+            except httpx.TimeoutException:
+                return AttemptResult(None, _elapsed_ms(started), f"timed out after {timeout_s:g}s")
+            except httpx.HTTPError as exc:
+                return AttemptResult(None, _elapsed_ms(started), f"request failed: {_short(exc)}")
     return AttemptResult(None, _elapsed_ms(started), error)
 
 
 def _head(response: httpx.Response) -> str:
+    """The start of an error body; what arrived by the deadline if the receiver sends it slowly."""
     if 200 <= response.status_code < 400:
         return ""
-    chunk = b""
-    for data in response.iter_bytes():
-        chunk += data
-        if len(chunk) >= MAX_LOGGED_BODY:
-            break
-    return chunk[:MAX_LOGGED_BODY].decode("utf-8", "replace").strip()
+    chunk, cut = b"", ""
+    try:
+        for data in response.iter_bytes():
+            chunk += data
+            if len(chunk) >= MAX_LOGGED_BODY:
+                break
+    except httpx.TimeoutException:
+        cut = " [body cut short: timed out]"
+    except httpx.HTTPError:
+        cut = " [body cut short]"
+    return chunk[:MAX_LOGGED_BODY].decode("utf-8", "replace").strip() + cut
 
 
 def _result(response: httpx.Response, snippet: str, started: float, now: datetime | None) -> AttemptResult:

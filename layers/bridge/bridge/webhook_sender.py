@@ -8,57 +8,105 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from bridge import jobs, webhook_store
+from bridge import deadlines, jobs, webhook_store
 from bridge.callback_urls import check_callback_url
 from bridge.clients import sqs, webhook_http_client
-from bridge.errors import InvalidRequest
+from bridge.errors import BridgeError, InvalidRequest
 from bridge.observability import logger, metrics
-from bridge.outbound import AttemptResult, post_pinned
+from bridge.outbound import MAX_LOGGED_BODY, AttemptResult, post_pinned
 from bridge.settings import Settings, get_settings
 from bridge.signing import current_signing_keys, signature_headers
-from bridge.timeutil import iso, utcnow
+from bridge.timeutil import iso, parse_iso, utcnow
 from bridge.webhook_store import DeliveryStatus
 from bridge.webhooks import DeliveryMessage, enqueue
 
 USER_AGENT = "router-one-video-bridge-webhooks/1"
+# Of a message that is no delivery, this much goes into the dead-letter queue.
+MAX_KEPT_BODY = 4096
 
 
-# --------------------------------------------------------------------------- one attempt
+# What a record needs besides its HTTP attempt: reading the delivery, logging the attempt, queueing what
+# follows. A record is taken only when the function has the attempt's timeout plus this much left.
+RECORD_OVERHEAD_S = 5.0
+DEAD_LETTER_REASON = "retries_exhausted"
+HANDED_ON = "handed_on"
 
 
-def deliver(raw_message: dict[str, Any], now: datetime | None = None) -> str:
-    """Handle one queue message: attempt the delivery (when due), log it, schedule what follows.
+class OutOfTime(Exception):
+    """Too little of the invocation is left for another attempt: the record goes back unprocessed."""
 
-    Returns what happened, for logs and tests. Infrastructure errors propagate, so the message
-    goes back to the queue (and to the dead-letter queue after repeated failures).
+
+# --------------------------------------------------------------------------- one record
+
+
+def deliver_record(record: SQSRecord, lambda_context: Any = None) -> str:
+    """Batch-processor entry point: one SQS record of the webhook queue.
+
+    Raises only when the record must come back: the function is nearly out of time (the attempt is
+    not made, so the schedule is untouched), or the delivery log or queue could not be written.
+    Whatever goes wrong inside an attempt is that attempt's logged failure instead (`attempt_delivery`).
+    """
+    needed_s = get_settings().webhook_timeout_seconds + RECORD_OVERHEAD_S
+    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < needed_s * 1000:
+        _count_failure()
+        _hand_back_now(record)
+        raise OutOfTime(f"less than {needed_s:g} s left in this invocation; the message goes back unprocessed")
+    try:
+        message = DeliveryMessage.model_validate_json(record.body)
+    except ValueError as exc:  # pydantic's ValidationError is one, for bad JSON too
+        _count_failure()
+        _dead_letter_unreadable(record.body, exc)
+        return "unreadable"
+    try:
+        # However the attempt goes, it must leave time to log it before the function is stopped.
+        with deadlines.lambda_budget(lambda_context, reserve_s=RECORD_OVERHEAD_S):
+            return deliver(message)
+    except Exception:
+        _count_failure()
+        logger.exception("webhook message not processed; it comes back after the queue's visibility timeout")
+        raise
+
+
+def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None = None) -> str:
+    """Handle one queue message: attempt the delivery (when due), log it, then hand on what follows.
+
+    Returns what happened, for logs and tests. The attempt is logged before the next one (or the
+    dead letter) is queued; a message that comes back after its attempt was logged (the hand-on
+    failed, or the function stopped) hands on again instead of attempting again. Errors writing
+    the log or the queue propagate, so the message comes back.
     """
     settings = get_settings()
-    message = DeliveryMessage.model_validate(raw_message)
+    message = raw_message if isinstance(raw_message, DeliveryMessage) else DeliveryMessage.model_validate(raw_message)
     now = now or utcnow()
     logger.append_keys(task_id=message.task_id, event_id=message.event_id)
     delivery = webhook_store.get_delivery(message.task_id, message.event_id)
     if delivery is None:
         logger.warning("webhook message for an unknown delivery, dropped")
         return "unknown"
-    if (
-        delivery["round"] != message.round
-        or delivery["status"] in DeliveryStatus.FINAL
-        or int(delivery.get("attempt_count") or 0) >= message.attempt
-    ):
-        logger.info("stale or duplicate webhook message, dropped", extra={"status": delivery["status"]})
+    logged = int(delivery.get("attempt_count") or 0)
+    status = delivery["status"]
+    if delivery["round"] == message.round and delivery.get("hand_on_pending") == message.attempt:
+        last = (delivery.get("attempts") or [{}])[-1]
+        next_at = parse_iso(delivery["next_attempt_at"]) if delivery.get("next_attempt_at") else None
+        _hand_on(delivery, message, status, next_at, last, now)
+        logger.info("webhook attempt already logged; handed on again", extra={"status": status})
+        return HANDED_ON
+    if delivery["round"] != message.round or status in DeliveryStatus.FINAL or logged >= message.attempt:
+        logger.info("stale or duplicate webhook message, dropped", extra={"status": status})
         return "stale"
     if message.due_at and now.timestamp() < message.due_at - 1:
         enqueue(message, delay_s=message.due_at - now.timestamp())
         return "deferred"
 
     result = attempt_delivery(delivery, settings)
-    entry = {
+    entry: dict[str, Any] = {
         "round": message.round,
         "attempt": message.attempt,
         "at": iso(now),
@@ -80,15 +128,7 @@ def deliver(raw_message: dict[str, Any], now: datetime | None = None) -> str:
         delay = retry_delay(message.attempt, result.retry_after_s, settings)
         next_at = now + timedelta(seconds=delay)
         entry["retry_in_s"] = delay
-        # Queue the next attempt before logging this one: a crash in between repeats an attempt
-        # (receivers dedupe on webhook-id) rather than losing the chain.
-        enqueue(
-            message.model_copy(update={"attempt": message.attempt + 1, "due_at": next_at.timestamp()}), delay_s=delay
-        )
-    elif outcome == DeliveryStatus.DEAD_LETTERED:
-        _dead_letter(delivery, message, result)
-
-    logged = webhook_store.record_attempt(
+    recorded = webhook_store.record_attempt(
         task_id=message.task_id,
         event_id=message.event_id,
         round_no=message.round,
@@ -96,10 +136,13 @@ def deliver(raw_message: dict[str, Any], now: datetime | None = None) -> str:
         entry=entry,
         status=outcome,
         next_attempt_at=next_at,
+        dead_letter_reason=DEAD_LETTER_REASON if outcome == DeliveryStatus.DEAD_LETTERED else None,
         now=now,
     )
-    if logged and outcome == DeliveryStatus.DEAD_LETTERED:
-        jobs.note_webhook_dead_letter(message.task_id, message.event_id)
+    if not recorded:
+        # A copy of this message logged the same attempt first; that copy hands on.
+        logger.info("webhook attempt logged by a duplicate message", extra={"attempt": message.attempt})
+        return "stale"
     _count(outcome, result)
     logger.info(
         "webhook attempt",
@@ -107,18 +150,52 @@ def deliver(raw_message: dict[str, Any], now: datetime | None = None) -> str:
             "attempt": message.attempt,
             "outcome": outcome,
             "status_code": result.status_code,
+            "latency_ms": result.latency_ms,
             "error": result.error,
         },
     )
+    _hand_on(delivery, message, outcome, next_at, entry, now)
     return outcome
 
 
-def deliver_record(record: SQSRecord) -> str:
-    """Batch-processor entry point: one SQS record of the webhook queue."""
-    return deliver(json.loads(record.body))
+def _hand_on(
+    delivery: dict[str, Any],
+    message: DeliveryMessage,
+    status: str,
+    next_at: datetime | None,
+    last: dict[str, Any],
+    now: datetime,
+) -> None:
+    """What follows a logged attempt: the next attempt queued, or the dead letter sent and noted on the job.
+
+    Safe to repeat after a failure part-way: a second copy of the next attempt is dropped by the
+    attempt counter (or, at worst, sends the same webhook-id twice), and the job notes each dead
+    letter once.
+    """
+    if status == DeliveryStatus.RETRYING:
+        due = next_at or now
+        follow = message.model_copy(update={"attempt": message.attempt + 1, "due_at": due.timestamp()})
+        enqueue(follow, delay_s=max(0.0, (due - now).total_seconds()))
+    elif status == DeliveryStatus.DEAD_LETTERED:
+        _dead_letter(delivery, message, last)
+        jobs.note_webhook_dead_letter(message.task_id, message.event_id)
+    else:
+        return
+    webhook_store.handed_on(message.task_id, message.event_id, round_no=message.round, attempt=message.attempt)
 
 
 def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptResult:
+    """One attempt; never raises. Whatever goes wrong, in the request or before it (the URL check,
+    the signing secret, a bug), is this attempt's failure, logged and retried on the schedule."""
+    started = time.monotonic()
+    try:
+        return _attempt(delivery, settings)
+    except Exception as exc:
+        logger.exception("webhook attempt failed outside the request")
+        return AttemptResult(None, int((time.monotonic() - started) * 1000), f"could not attempt: {_describe(exc)}")
+
+
+def _attempt(delivery: dict[str, Any], settings: Settings) -> AttemptResult:
     """Check the URL again (DNS may have changed), sign, and POST to the checked address."""
     try:
         target = check_callback_url(
@@ -141,6 +218,14 @@ def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptRes
     )
 
 
+def _describe(exc: Exception) -> str:
+    """An exception for the delivery log: our own errors by their message, others by type and first line."""
+    if isinstance(exc, BridgeError):
+        return exc.message
+    first = (str(exc).splitlines() or [""])[0][:MAX_LOGGED_BODY]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def retry_delay(
     attempt: int, retry_after_s: float | None, settings: Settings, rand: Callable[[], float] = random.random
 ) -> int:
@@ -153,22 +238,47 @@ def retry_delay(
     return max(1, math.ceil(delay))
 
 
-def _dead_letter(delivery: dict[str, Any], message: DeliveryMessage, result: AttemptResult) -> None:
+def _dead_letter(delivery: dict[str, Any], message: DeliveryMessage, last: dict[str, Any]) -> None:
     queue_url = get_settings().webhook_dead_letter_queue_url
     if not queue_url:
         logger.error("no dead-letter queue configured; the delivery log keeps the event")
         return
     body = {
-        "reason": "retries_exhausted",
+        "reason": DEAD_LETTER_REASON,
         "task_id": message.task_id,
         "event_id": message.event_id,
         "round": message.round,
         "attempts": message.attempt,
-        "last_status_code": result.status_code,
-        "last_error": result.error,
+        "last_status_code": last.get("status_code"),
+        "last_error": last.get("error"),
         "event": json.loads(delivery["event"]),
     }
     sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(body, separators=(",", ":")))
+
+
+def _dead_letter_unreadable(body: str, error: Exception) -> None:
+    """A message that is no delivery at all (not ours, or damaged): kept in the dead-letter queue, not retried."""
+    queue_url = get_settings().webhook_dead_letter_queue_url
+    logger.error("unreadable webhook message", extra={"error": _describe(error)})
+    if queue_url:
+        document = {"reason": "unreadable_message", "error": _describe(error), "body": body[:MAX_KEPT_BODY]}
+        sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(document, separators=(",", ":")))
+
+
+def _hand_back_now(record: SQSRecord) -> None:
+    """Make an unprocessed message visible again at once rather than after the visibility timeout."""
+    queue_url = get_settings().webhook_queue_url
+    if not queue_url:
+        return
+    try:
+        sqs().change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=0)
+    except Exception:  # it comes back after the visibility timeout instead
+        logger.warning("could not hand an unprocessed webhook message back early", exc_info=True)
+
+
+def _count_failure() -> None:
+    # The delivery function's own trouble (not a receiver's): records it could not process.
+    metrics.add_metric(name="WebhookDeliveryFailures", unit="Count", value=1)
 
 
 def _count(outcome: str, result: AttemptResult) -> None:

@@ -22,7 +22,7 @@ class DeliveryStatus:
     RETRYING = "retrying"  # failed at least once, another attempt is scheduled
     DELIVERED = "delivered"  # a 2xx answer
     GONE = "gone"  # the receiver answered 410: no further attempts
-    DEAD_LETTERED = "dead_lettered"  # retries ran out; a copy sits in the dead-letter queue
+    DEAD_LETTERED = "dead_lettered"  # retries ran out (dead_letter_reason); a copy sits in the dead-letter queue
 
     FINAL = frozenset({DELIVERED, GONE, DEAD_LETTERED})
 
@@ -93,31 +93,61 @@ def record_attempt(
     status: str,
     next_attempt_at: datetime | None,
     now: datetime,
+    dead_letter_reason: str | None = None,
 ) -> bool:
-    """Append one attempt and set the delivery's status; False if this attempt was already logged."""
+    """Append one attempt and set the delivery's status; False if this attempt was already logged.
+
+    A retrying or dead-lettered delivery is marked `hand_on_pending` (with this attempt's number)
+    until `handed_on` says the next attempt or the dead letter was queued: a message that comes
+    back before then knows its hand-on is still owed.
+    """
+    values: dict[str, Any] = {
+        ":entry": [storable(entry)],
+        ":attempt": attempt,
+        ":status": status,
+        ":next": iso(next_attempt_at) if next_attempt_at else None,
+        ":now": iso(now),
+        ":round": round_no,
+    }
+    update = (
+        "SET attempts = list_append(attempts, :entry), attempt_count = :attempt, #status = :status, "
+        "next_attempt_at = :next, updated_at = :now"
+    )
+    if status in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD_LETTERED):
+        update += ", hand_on_pending = :attempt"
+    if dead_letter_reason:
+        update += ", dead_letter_reason = :reason"
+        values[":reason"] = dead_letter_reason
+    if status not in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD_LETTERED):
+        update += " REMOVE hand_on_pending"
     try:
         deliveries_table().update_item(
             Key={"task_id": task_id, "event_id": event_id},
-            UpdateExpression=(
-                "SET attempts = list_append(attempts, :entry), attempt_count = :attempt, #status = :status, "
-                "next_attempt_at = :next, updated_at = :now"
-            ),
+            UpdateExpression=update,
             ConditionExpression="#round = :round AND attempt_count < :attempt",
             ExpressionAttributeNames={"#status": "status", "#round": "round"},
-            ExpressionAttributeValues={
-                ":entry": [storable(entry)],
-                ":attempt": attempt,
-                ":status": status,
-                ":next": iso(next_attempt_at) if next_attempt_at else None,
-                ":now": iso(now),
-                ":round": round_no,
-            },
+            ExpressionAttributeValues=values,
         )
     except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
         return False
     return True
+
+
+def handed_on(task_id: str, event_id: str, *, round_no: int, attempt: int) -> None:
+    """Clear the hand-on mark of this attempt (the next attempt or the dead letter is queued)."""
+    try:
+        deliveries_table().update_item(
+            Key={"task_id": task_id, "event_id": event_id},
+            UpdateExpression="REMOVE hand_on_pending",
+            ConditionExpression="#round = :round AND hand_on_pending = :attempt",
+            ExpressionAttributeNames={"#round": "round"},
+            ExpressionAttributeValues={":round": round_no, ":attempt": attempt},
+        )
+    except aws_errors.ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
 
 
 def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) -> int | None:
@@ -127,7 +157,7 @@ def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) 
             Key={"task_id": task_id, "event_id": event_id},
             UpdateExpression=(
                 "SET #round = #round + :one, attempt_count = :zero, #status = :pending, "
-                "next_attempt_at = :null, updated_at = :now"
+                "next_attempt_at = :null, updated_at = :now REMOVE hand_on_pending, dead_letter_reason"
             ),
             ConditionExpression="attribute_exists(event_id) AND #round < :max",
             ExpressionAttributeNames={"#round": "round", "#status": "status"},

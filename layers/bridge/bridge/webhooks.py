@@ -116,6 +116,7 @@ def redeliver(task_id: str, event_id: str, caller: Caller) -> dict[str, Any]:
 def _public(delivery: dict[str, Any]) -> dict[str, Any]:
     fields = ("event_id", "event_type", "status", "round", "attempt_count", "next_attempt_at", "created_at")
     return {field: delivery.get(field) for field in fields} | {
+        "dead_letter_reason": delivery.get("dead_letter_reason"),
         "updated_at": delivery.get("updated_at"),
         "attempts": delivery.get("attempts") or [],
     }
