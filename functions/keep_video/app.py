@@ -4,12 +4,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from bridge.deadlines import lambda_budget
 from bridge.observability import logger, metrics, tracer
 from bridge.video_store import keep_video
+
+# The copy stops this long before the function would be: time to abort the upload and note why.
+RESERVE_S = 60.0
 
 
 @logger.inject_lambda_context(correlation_id_path="task_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return keep_video(event)
+    with lambda_budget(context, reserve_s=RESERVE_S):
+        return keep_video(event)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from bridge_local.simulator import FAKE_MP4
 
-from .conftest import LocalBridge, bridge_settings
+from .conftest import ROUTER_ONE_KEY, LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +92,55 @@ def test_something_that_is_not_a_video_is_refused(bridge: LocalBridge, html_serv
     assert step["event"]["data"]["video"] == {"status": "failed", "error": "download is text/html, not a video"}
     job = bridge.api.get(f"/v1/videos/generations/{event['data']['task_id']}").json()
     assert job["video"]["status"] == "failed"
+
+
+def test_a_download_that_stalls_ends_before_the_function_and_aborts_its_upload(bridge: LocalBridge) -> None:
+    """The copy gets the function's remaining time less a reserve; a stalled download fails in time,
+    the multipart upload it began is aborted, and the event says why."""
+    from bridge.clients import s3
+    from bridge_local.emulator import LambdaContext
+
+    keep_video_app = sys.modules[bridge.stack.handlers["KeepVideoFunction"].__module__]
+    event = completed_event(bridge)
+    # A video past the multipart threshold (8 MiB) whose download stops after 9 MiB, served only by
+    # the simulator (its own job, with no loop of its own).
+    stalled = httpx.Client(base_url=bridge.simulator.url, headers={"Authorization": f"Bearer {ROUTER_ONE_KEY}"})
+    bridge.simulator.queue_next(queue_s=0, run_s=0.1, video_bytes=12 << 20, video_stall_at=9 << 20)
+    stalled_task = stalled.post("/v1/videos/generations", json={"model": "m", "prompt": "p"}).json()["task_id"]
+    time.sleep(0.3)
+    event["data"]["url"] = stalled.get(f"/v1/videos/generations/{stalled_task}").json()["url"]
+    event["data"].pop("video")
+    calls: list[str] = []
+    watched = [
+        f"after-call.s3.{name}" for name in ("CreateMultipartUpload", "AbortMultipartUpload", "CompleteMultipartUpload")
+    ]
+    for name in watched:
+        s3().meta.events.register(name, lambda model, **_: calls.append(model.name), unique_id=f"test-{name}")
+    budget_s = 3.0
+    context = LambdaContext(
+        function_name="keep-video-test",
+        function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:keep-video-test",
+        memory_limit_in_mb=512,
+        timeout_s=keep_video_app.RESERVE_S + budget_s,
+    )
+
+    started = time.monotonic()
+    try:
+        step = keep_video_app.handler({"task_id": event["data"]["task_id"], "event": event, "webhook": None}, context)
+    finally:
+        for name in watched:
+            s3().meta.events.unregister(name, unique_id=f"test-{name}")
+    took = time.monotonic() - started
+
+    assert took < budget_s + 2.0, took
+    assert step["event"]["data"]["video"] == {
+        "status": "failed",
+        "error": "download timed out: it could not finish in the time the function has",
+    }
+    assert calls == ["CreateMultipartUpload", "AbortMultipartUpload"]
+    bucket = bridge.stack.resources["VideoBucket"]
+    assert bridge.aws.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    job = bridge.api.get(f"/v1/videos/generations/{event['data']['task_id']}").json()
+    assert job["video"]["status"] == "failed"
+    stalled.close()

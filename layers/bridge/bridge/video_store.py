@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bridge import aws_errors, jobs, webhook_store
+from bridge import aws_errors, deadlines, jobs, webhook_store
 from bridge.clients import s3, video_http_client
 from bridge.observability import logger, metrics
 from bridge.settings import get_settings
@@ -30,20 +30,31 @@ class VideoCopyError(Exception):
 
 
 class _CappedStream(io.RawIOBase):
-    """A file-like view of a download that fails once more than `limit` bytes arrive."""
+    """A file-like view of a download that fails once more than `limit` bytes arrive.
 
-    def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
+    The upload reads it from a thread of its own, where the caller's deadline (a context variable)
+    is not set: each read sets it again, so the download ends by `deadline` whoever reads it.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], limit: int, deadline: float | None) -> None:
         self._chunks = chunks
         self._limit = limit
+        self._deadline = deadline
         self._buffer = b""
         self.size = 0
 
     def readable(self) -> bool:
         return True
 
+    def _next_chunk(self) -> bytes | None:
+        if self._deadline is None:
+            return next(self._chunks, None)
+        with deadlines.until(self._deadline):
+            return next(self._chunks, None)
+
     def readinto(self, target: Any) -> int:
         while not self._buffer:
-            chunk = next(self._chunks, None)
+            chunk = self._next_chunk()
             if chunk is None:
                 return 0
             self.size += len(chunk)
@@ -57,7 +68,12 @@ class _CappedStream(io.RawIOBase):
 
 
 def keep_video(step: dict[str, Any]) -> dict[str, Any]:
-    """The state machine's KeepVideo step: the loop state back, its event now saying where the video is."""
+    """The state machine's KeepVideo step: the loop state back, its event now saying where the video is.
+
+    The copy ends by the deadline in force (the handler sets one short of the function's end): a
+    download that cannot finish by then fails, and the upload stops and aborts its multipart
+    upload (s3transfer does that on any failure), so no part is left billed in the bucket.
+    """
     event = step["event"]
     data = event["data"]
     try:
@@ -90,11 +106,13 @@ def _copy(task_id: str, url: str | None) -> dict[str, Any]:
             if declared > settings.max_video_bytes:
                 raise VideoCopyError(f"video is larger than the {settings.max_video_bytes}-byte limit")
             key = f"videos/{task_id}.{extension}"
-            body = _CappedStream(response.iter_bytes(CHUNK_BYTES), settings.max_video_bytes)
+            body = _CappedStream(response.iter_bytes(CHUNK_BYTES), settings.max_video_bytes, deadlines.current())
             # Streamed: upload_fileobj switches to a multipart upload for large files, memory stays flat.
             s3().upload_fileobj(
                 io.BufferedReader(body, CHUNK_BYTES), bucket, key, ExtraArgs={"ContentType": content_type}
             )
+    except httpx.TimeoutException:
+        raise VideoCopyError("download timed out: it could not finish in the time the function has") from None
     except httpx.HTTPError as exc:
         raise VideoCopyError(f"download failed: {type(exc).__name__}") from None
     except (aws_errors.ClientError, aws_errors.BotoCoreError) as exc:
