@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -175,6 +178,75 @@ def test_answers_slower_than_the_per_request_timeout_are_retried(
     log = polls(bridge, task_id)
     assert [p["delay_s"] for p in log] == [2.0, 0.0]
     assert any("in time" in cause for cause in retried_failures(bridge, task_id))
+
+
+def test_a_status_answer_dripped_past_the_deadline_is_retried(
+    bridge: LocalBridge, short_upstream_timeout: None
+) -> None:
+    """One byte every 0.5 s never trips a per-read timeout; the 1 s total deadline ends the poll."""
+    task_id = submitted_task(bridge, run_s=2, drip_s=0.5, drip_polls=1)
+
+    outcome(bridge, task_id, "completed")
+
+    assert [p["drip_s"] for p in polls(bridge, task_id)] == [0.5, 0.0]
+    assert any("in time" in cause for cause in retried_failures(bridge, task_id))
+
+
+def test_a_poll_ends_where_the_function_has_only_room_left_to_record_it(bridge: LocalBridge) -> None:
+    """The poll function cuts Router One's 30 s to its own remaining time less the room to record."""
+    from bridge.errors import UpstreamTransientError
+    from bridge_local.emulator import LambdaContext
+
+    poll_handler = bridge.stack.handlers["PollFunction"]
+    reserve_s = sys.modules[poll_handler.__module__].RESERVE_S
+    # Its first poll hangs (longer than this test waits, shorter than the loop's own 30 s).
+    task_id = submitted_task(bridge, run_s=2, slow_s=5, slow_polls=1)
+    state = json.loads((Path(__file__).resolve().parents[2] / "events" / "poll.json").read_text())
+    state.update(task_id=task_id, deadline_at=4_102_444_800, submitted_at="2026-11-24T20:00:00.000Z")
+    state.update(polls_in_execution=0, execution_id=None)
+    context = LambdaContext(
+        function_name="poll-test",
+        function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:poll-test",
+        memory_limit_in_mb=256,
+        timeout_s=reserve_s + 1.5,
+    )
+
+    started = time.monotonic()
+    with pytest.raises(UpstreamTransientError, match="in time"):
+        poll_handler(state, context)
+    assert time.monotonic() - started < 1.5 + 1.0
+    assert polls(bridge, task_id)[0]["delay_s"] == 5.0  # it was the hanging poll that ended early
+    outcome(bridge, task_id, "completed")
+
+
+@pytest.fixture
+def short_submit_deadline(bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from bridge import clients, settings, upstream
+
+    def forget() -> None:
+        settings.get_settings.cache_clear()
+        clients.reset()
+        upstream.router_one.cache_clear()
+
+    monkeypatch.setenv("UPSTREAM_SUBMIT_TIMEOUT_SECONDS", "1")
+    forget()
+    yield
+    monkeypatch.undo()
+    forget()
+
+
+def test_a_dripped_submit_answer_ends_at_the_submit_deadline_as_a_502(
+    bridge: LocalBridge, short_submit_deadline: None
+) -> None:
+    started = time.monotonic()
+    response = bridge.submit(run_s=1, drip_s=0.5, drip_submit=True)
+    took = time.monotonic() - started
+
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "in time" in response.json()["error"]["message"]
+    assert took < 1.0 + 1.5  # the deadline plus the API front's own work
 
 
 def test_connection_resets_are_retried(bridge: LocalBridge) -> None:
