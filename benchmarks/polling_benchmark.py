@@ -113,12 +113,12 @@ def state_transitions(polls: int) -> int:
 
     Once per execution: Begin. Each poll but the last: WaitBeforePoll, PollUpstream, RouteOnPollResult
     (3; it loops straight back to the wait). The last: WaitBeforePoll, PollUpstream, RouteOnPollResult, PublishOutcome (Parallel), its
-    branches PublishToTopic, PutOnEventBus, HasWebhook and NoWebhook, AfterPublish, Done (10). No running
-    events are published in this replay. An integration test checks this count against a real execution.
+    branches PublishToTopic, PutOnEventBus, HasWebhook and NoWebhook, AfterPublish, MarkPublished, Done (11).
+    No running events are published in this replay. An integration test checks this count against a real execution.
     """
     per_execution = 1
     per_loop = 3
-    final = 10
+    final = 11
     return per_execution + per_loop * (polls - 1) + final
 
 
@@ -274,7 +274,7 @@ def report(results: dict[str, list[JobRun]], workload: Path) -> bool:
     print(f"Workload: {shown} ({fixed.jobs} jobs, replayed in virtual time; first poll 3 s after submit)")
     print("Assumptions:")
     print(f"  Step Functions Standard: ${SFN_USD_PER_TRANSITION * 1000:.3f} per 1,000 state transitions")
-    print("  transitions per job: 1 to begin + 3 per poll (Wait, Poll, Route) + 7 to publish (see state_transitions)")
+    print("  transitions per job: 1 to begin + 3 per poll (Wait, Poll, Route) + 8 to publish (see state_transitions)")
     print(
         f"  poll Lambda: {LAMBDA_MEMORY_GB * 1024:.0f} MB, {LAMBDA_BILLED_S_PER_POLL * 1000:.0f} ms billed per poll, "
         f"${LAMBDA_USD_PER_GB_S:.10f} per GB-second + ${LAMBDA_USD_PER_REQUEST * 1e6:.2f} per million requests"

@@ -144,9 +144,36 @@ def verify_lambda_routing() -> None:
         raise RuntimeError("moto changed: LambdaSimpleBackend.get_function is gone")
 
 
+class LambdaFault(Exception):
+    """Raise from a handler to end the invocation as the Lambda service itself reports a death.
+
+    The handler's own exceptions come back under their class name; a timeout, running out of
+    memory or a runtime crash come back under names no Python class has, and Step Functions
+    matches its Retry and Catch rules on those names.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    @classmethod
+    def timed_out(cls, after_s: float = 40.0) -> LambdaFault:
+        return cls("Sandbox.Timedout", f"Task timed out after {after_s:.2f} seconds")
+
+    @classmethod
+    def out_of_memory(cls) -> LambdaFault:
+        return cls("Runtime.OutOfMemory", "Runtime exited with error: signal: killed")
+
+    @classmethod
+    def unknown(cls) -> LambdaFault:
+        # What Step Functions names a function error whose payload says nothing.
+        return cls("Lambda.Unknown", "The cause could not be determined because Lambda did not return an error type.")
+
+
 def _error_payload(exc: BaseException) -> dict[str, Any]:
     # Lambda's Python runtime shape; Step Functions reads errorType as the error name.
-    return {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+    error_type = exc.error_type if isinstance(exc, LambdaFault) else type(exc).__name__
+    return {"errorType": error_type, "errorMessage": str(exc), "stackTrace": []}
 
 
 def _run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[bytes, bool]:
@@ -154,9 +181,10 @@ def _run_handler(handler: Handler, event: Any, context: LambdaContext) -> tuple[
     try:
         result = handler(event, context)
     except Exception as exc:  # every handler failure becomes a function error
+        payload = _error_payload(exc)
         message = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"[lambda {context.function_name}] {type(exc).__name__}: {message}", file=sys.stderr)
-        return json.dumps(_error_payload(exc)).encode("utf-8"), True
+        print(f"[lambda {context.function_name}] {payload['errorType']}: {message}", file=sys.stderr)
+        return json.dumps(payload).encode("utf-8"), True
     try:
         return json.dumps(result).encode("utf-8"), False
     except (TypeError, ValueError) as exc:

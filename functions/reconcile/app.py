@@ -1,4 +1,5 @@
-"""Reconciler: records and tracks jobs whose submit stopped half-way (queue), sweeps pending jobs (schedule)."""
+"""Reconciler: records and tracks jobs whose submit stopped half-way and publishes outcomes a crash left
+unpublished (queue); sweeps pending jobs (schedule)."""
 
 from typing import Any
 
@@ -20,4 +21,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return process_partial_response(
             event=event, record_handler=reconcile_record, processor=processor, context=context
         )
-    return {"swept": sweep()}
+    # Stops in time and resumes from where it stopped on the next run.
+    return {"swept": sweep(remaining_ms=context.get_remaining_time_in_millis)}

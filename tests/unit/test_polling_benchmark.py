@@ -81,12 +81,12 @@ def test_eta_polls_less_than_the_fixed_loop(results: dict[str, list[bench.JobRun
 
 
 def test_state_transitions_and_costs_follow_the_polls(results: dict[str, list[bench.JobRun]]) -> None:
-    assert bench.state_transitions(1) == 11
+    assert bench.state_transitions(1) == 12
     assert bench.state_transitions(5) - bench.state_transitions(4) == 3
     for runs in results.values():
         summary = bench.Summary.of(runs)
         assert summary.jobs == len(runs)
-        assert summary.transitions_mean == pytest.approx(3 * summary.polls_mean + 8)
+        assert summary.transitions_mean == pytest.approx(3 * summary.polls_mean + 9)
         assert summary.lag_p50 <= summary.lag_p95 <= summary.lag_max
         assert summary.sfn_usd_per_1000 == pytest.approx(summary.transitions_mean * 0.025)
     fixed, eta = (bench.Summary.of(results[name]) for name in ("fixed-3s", "eta"))

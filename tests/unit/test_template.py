@@ -121,3 +121,67 @@ def test_every_skipped_checkov_check_says_why() -> None:
     for name, skip in skips:
         assert skip["id"].startswith("CKV_"), name
         assert len(skip.get("comment", "")) >= 40, f"{name} skips {skip['id']} without a reason"
+
+
+def _machine() -> dict:
+    return json.loads((ROOT / "statemachine" / "job_tracker.asl.json").read_text())["States"]
+
+
+def test_no_lambda_death_in_the_loop_fails_the_execution() -> None:
+    states = _machine()
+    # A timeout, running out of memory or an unknown error (Sandbox.Timedout, Lambda.Unknown, ...)
+    # sends the loop back to waiting; the copy step publishes without the copy.
+    assert {"ErrorEquals": ["States.ALL"], "ResultPath": "$.last_error", "Next": "WaitBeforePoll"}.items() <= (
+        states["PollUpstream"]["Catch"][-1].items()
+    )
+    assert states["KeepVideo"]["Catch"][-1]["ErrorEquals"] == ["States.ALL"]
+    retried = {name for rule in states["PollUpstream"]["Retry"] for name in rule["ErrorEquals"]}
+    # What AWS advises retrying for a Lambda task.
+    assert {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.ClientExecutionTimeoutException",
+    } <= retried
+
+
+def test_an_outcome_is_marked_published_only_after_its_fan_out() -> None:
+    states = _machine()
+    assert states["PublishOutcome"]["Next"] == "AfterPublish"
+    [outcome] = [c for c in states["AfterPublish"]["Choices"] if c.get("StringEquals") == "publish"]
+    assert outcome["Next"] == "MarkPublished"
+    mark = states["MarkPublished"]
+    assert mark["Resource"] == "arn:aws:states:::dynamodb:updateItem"
+    assert mark["Parameters"]["UpdateExpression"] == "REMOVE unpublished_since"
+    # A failed fan-out leaves the outcome marked, in a failed execution its outcome check publishes again.
+    assert states["PublishOutcome"]["Catch"][0]["Next"] == "PublishFailed"
+    [failed] = states["PublishFailed"]["Choices"]
+    assert states[failed["Next"]]["Type"] == "Fail"
+
+
+def test_new_states_read_only_fields_every_older_input_has() -> None:
+    # Executions started by code from before this definition (a cancel's publish, a continuation)
+    # carry task_id, action and event; a path to anything else would fail them with States.Runtime.
+    states = _machine()
+
+    def read(node: object) -> set[str]:
+        if isinstance(node, dict):
+            own = {v for k, v in node.items() if (k.endswith(".$") or k == "Variable") and isinstance(v, str)}
+            return own.union(*(read(v) for v in node.values()))
+        if isinstance(node, list):
+            return set().union(*(read(v) for v in node))
+        return set()
+
+    assert read([states["MarkPublished"], states["PublishFailed"]]) == {"$.task_id", "$.event.id", "$.action"}
+
+
+def test_the_reconciler_may_do_what_an_outcome_check_needs() -> None:
+    resources = template()["Resources"]
+    reconcile = json.dumps(resources["ReconcileFunction"]["Properties"]["Policies"])
+    for action in ("states:DescribeExecution", "states:StartExecution", "sqs:SendMessage", "dynamodb:UpdateItem"):
+        assert action in reconcile
+    poll = resources["PollFunction"]["Properties"]
+    assert poll["Environment"]["Variables"]["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}
+    assert "sqs:SendMessage" in json.dumps(poll["Policies"])
+    machine = json.dumps(resources["JobStateMachine"]["Properties"]["Policies"])
+    assert "dynamodb:UpdateItem" in machine

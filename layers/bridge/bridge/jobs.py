@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +28,19 @@ OWNER_STATUS_FIELD = "owner_status"
 
 # Pass-through jobs: the caller's Router One key, KMS-encrypted, until the job ends.
 CALLER_KEY_FIELD = "caller_key_ciphertext"
+# Set with the outcome, in the same write; removed once its fan-out succeeded (the state machine's
+# MarkPublished step, or the outcome check). While it is there the event may not be out yet.
+UNPUBLISHED_FIELD = "unpublished_since"
+# Which poll first stored `processing` ("<execution>#<poll>"): a retry of that very poll sends
+# `started` again (same id), any later poll does not.
+STARTED_BY_FIELD = "started_by"
+# Where the reconciler's sweeps resume: small items keyed outside the task-id space (like the
+# model statistics), without `kind`, so no list index holds them.
+SWEEP_CURSOR_PREFIX = "#sweep#"
+# BatchGetItem's unprocessed keys: tried this many times with full-jitter backoff, as AWS advises.
+BATCH_GET_ATTEMPTS = 8
+BATCH_GET_BACKOFF_S = 0.05
+BATCH_GET_BACKOFF_CAP_S = 2.0
 
 # Fields of a row that the status endpoint shows, in this order.
 PUBLIC_FIELDS = (
@@ -164,15 +179,29 @@ def record_progress(
     now: datetime,
     execution_id: str | None = None,
     owner_id: str | None = None,
+    started_by: str | None = None,
 ) -> dict[str, Any] | None:
     """Store what the latest poll saw, unless the job already reached its end.
 
     Returns the row as it was before this write (webhook decisions compare old and new),
     or None when the job had already ended. The list indexes hold keys only and their keys
     change only with the status, so a poll that sees no new status writes the table alone.
+    `started_by` claims the first `processing` for this poll, unless an earlier poll holds it.
     """
     stamp = iso(now)
     statuses = status_fields(status, owner_id)
+    values: dict[str, Any] = {
+        **{f":{name}": value for name, value in statuses.items()},
+        ":progress": progress,
+        ":upstream": upstream_status,
+        ":now": stamp,
+        ":one": 1,
+        ":execution": execution_id,
+    }
+    claim = ""
+    if started_by is not None:
+        claim = f", {STARTED_BY_FIELD} = if_not_exists({STARTED_BY_FIELD}, :started_by)"
+        values[":started_by"] = started_by
     try:
         previous = jobs_table().update_item(
             Key={"task_id": task_id},
@@ -180,18 +209,11 @@ def record_progress(
                 "SET "
                 + "".join(f"#{name} = :{name}, " for name in statuses)
                 + "progress = :progress, upstream_status = :upstream, "
-                "updated_at = :now, last_polled_at = :now, execution_id = :execution ADD poll_count :one"
+                f"updated_at = :now, last_polled_at = :now, execution_id = :execution{claim} ADD poll_count :one"
             ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
             ExpressionAttributeNames={f"#{name}": name for name in statuses},
-            ExpressionAttributeValues={
-                **{f":{name}": value for name, value in statuses.items()},
-                ":progress": progress,
-                ":upstream": upstream_status,
-                ":now": stamp,
-                ":one": 1,
-                ":execution": execution_id,
-            },
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",
         )
     except aws_errors.ClientError as exc:
@@ -247,7 +269,8 @@ def record_outcome(
 
     The first writer stores `event` and gets it back. The same execution coming back (its poll was
     retried after a crash) gets the stored event again, so a retry publishes the same id. Any other
-    execution gets None: the outcome was recorded and published elsewhere.
+    execution gets None: the outcome was recorded and published elsewhere. The same write marks the
+    outcome unpublished (`UNPUBLISHED_FIELD`) until its fan-out has succeeded.
     """
     finalizer = execution_id or "unknown"
     names = {f"#{name}": name for name in fields}
@@ -258,8 +281,8 @@ def record_outcome(
             Key={"task_id": task_id},
             # The end of the job is the end of a caller's sealed key: gone in the same write.
             UpdateExpression=(
-                f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :finalizer "
-                f"REMOVE {CALLER_KEY_FIELD}"
+                f"SET {assignments}, event_id = :event_id, event = :event, finalized_by = :finalizer, "
+                f"{UNPUBLISHED_FIELD} = :recorded REMOVE {CALLER_KEY_FIELD}"
             ),
             ConditionExpression="attribute_exists(task_id) AND attribute_not_exists(event_id)",
             ExpressionAttributeNames=names,
@@ -268,6 +291,7 @@ def record_outcome(
                 ":event_id": event["id"],
                 ":event": json.dumps(event, separators=(",", ":")),
                 ":finalizer": finalizer,
+                ":recorded": event["time"],
             },
         )
     except aws_errors.ClientError as exc:
@@ -275,12 +299,69 @@ def record_outcome(
             raise
         stored = get_job(task_id)
         if stored.get("finalized_by") == finalizer and stored.get("event"):
-            event = json.loads(stored["event"])
-            # Stored before owners existed: the state machine now sends data.owner_id as an SNS attribute.
-            event["data"].setdefault(OWNER_FIELD, UNOWNED)
-            return event
+            return stored_event(stored)
         return None
     return event
+
+
+def stored_event(job: dict[str, Any]) -> dict[str, Any]:
+    """The outcome event recorded on the row, as the state machine publishes it."""
+    event: dict[str, Any] = json.loads(job["event"])
+    # Stored before owners existed: the state machine now sends data.owner_id as an SNS attribute.
+    event["data"].setdefault(OWNER_FIELD, UNOWNED)
+    return event
+
+
+def unpublished_outcome(task_id: str, execution_id: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(row, event) if `execution_id` recorded the job's outcome and it is still marked unpublished.
+
+    A poll retried after its execution's earlier attempt recorded the outcome and died may find the
+    job ended by itself: it must publish what it recorded, not stop.
+    """
+    job = get_job(task_id)
+    if job.get("finalized_by") != (execution_id or "unknown") or not job.get(UNPUBLISHED_FIELD) or not job.get("event"):
+        return None
+    return job, stored_event(job)
+
+
+def find_row(task_id: str) -> dict[str, Any] | None:
+    """The job's row, or None if it is gone (expired) or not a job."""
+    try:
+        return get_job(task_id)
+    except TaskNotFound:
+        return None
+
+
+def mark_published(task_id: str, event_id: str) -> None:
+    """Clear the unpublished mark of this outcome (what the state machine's MarkPublished step does)."""
+    try:
+        jobs_table().update_item(
+            Key={"task_id": task_id},
+            UpdateExpression=f"REMOVE {UNPUBLISHED_FIELD}",
+            ConditionExpression="event_id = :id",
+            ExpressionAttributeValues={":id": event_id},
+        )
+    except aws_errors.ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise
+
+
+def sweep_cursor(name: str) -> dict[str, Any] | None:
+    """Where the sweep called `name` stopped last time (a list's start key), or None: from the top."""
+    item = jobs_table().get_item(Key={"task_id": SWEEP_CURSOR_PREFIX + name}, ConsistentRead=True).get("Item")
+    cursor = (item or {}).get("cursor")
+    return json.loads(cursor) if isinstance(cursor, str) and cursor else None
+
+
+def save_sweep_cursor(name: str, start_key: dict[str, Any] | None, *, now: datetime) -> None:
+    """Remember where to resume; None: the pass is complete, the next one starts from the top."""
+    jobs_table().put_item(
+        Item={
+            "task_id": SWEEP_CURSOR_PREFIX + name,
+            "cursor": json.dumps(plain(start_key), separators=(",", ":")) if start_key else "",
+            "updated_at": iso(now),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -355,13 +436,19 @@ def _rows_in_order(task_ids: list[str]) -> list[dict[str, Any]]:
     table = jobs_table()
     found: dict[str, dict[str, Any]] = {}
     request: dict[str, Any] = {table.name: {"Keys": [{"task_id": task_id} for task_id in task_ids]}}
-    for _ in range(10):  # unprocessed keys are retried a few times, as the SDK advises
+    for attempt in range(BATCH_GET_ATTEMPTS):
+        if attempt:
+            # Unprocessed keys mean the table is throttling: back off (full jitter) before asking again.
+            time.sleep(random.uniform(0, min(BATCH_GET_BACKOFF_CAP_S, BATCH_GET_BACKOFF_S * 2**attempt)))
         answer = table.meta.client.batch_get_item(RequestItems=request)
         for item in answer.get("Responses", {}).get(table.name, []):
             found[item["task_id"]] = plain(item)
         request = answer.get("UnprocessedKeys") or {}
         if not request:
             break
+    else:
+        # A page with rows silently missing would mislead a caller and make the sweep skip jobs.
+        raise ServiceUnavailable("the job table is busy; retry in a few seconds", code="list_unavailable")
     # A row may have expired (TTL) between the query and the read: it is simply not listed.
     return [found[task_id] for task_id in task_ids if task_id in found]
 

@@ -11,18 +11,18 @@ import binascii
 import json
 from typing import Any
 
-from bridge import aws_errors, jobs, webhooks
+from bridge import aws_errors, jobs, outcome_checks
 from bridge.clients import stepfunctions
 from bridge.errors import Conflict, InvalidRequest
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
-from bridge.polling import execution_name
-from bridge.publish import build_outcome_event, detail_type
+from bridge.polling import execution_arn, execution_name
+from bridge.publish import build_outcome_event
 from bridge.settings import get_settings
 from bridge.tenancy import OWNER_FIELD, Caller
 from bridge.timeutil import iso, utcnow
 
-CANCEL_OWNER = "cancel"
+CANCEL_OWNER = outcome_checks.CANCEL_FINALIZER
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -49,6 +49,7 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
         error={"message": "canceled on request", "type": "bridge_error", "code": "canceled"},
         metadata=job.get("metadata"),
         owner_id=job.get(OWNER_FIELD),
+        progress=job.get("progress"),
     )
     fields = {
         **jobs.status_fields(JobStatus.CANCELED, job.get(OWNER_FIELD)),
@@ -56,6 +57,8 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
         "updated_at": iso(now),
         "error": event["data"]["error"],
     }
+    # Before the write: should this function die before its publish, the check publishes instead.
+    outcome_checks.queue_check(task_id)
     # Same conditional write as a poll's outcome: whichever comes first wins, the other publishes nothing.
     to_publish = jobs.record_outcome(task_id, fields=fields, event=event, execution_id=CANCEL_OWNER)
     if to_publish is None:
@@ -72,9 +75,9 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
 def _stop_tracking(job: dict[str, Any], state_machine_arn: str | None) -> None:
     if not state_machine_arn:
         return
-    execution_arn = job.get("execution_id") or _execution_arn(state_machine_arn, execution_name(job["task_id"]))
+    tracking = job.get("execution_id") or execution_arn(state_machine_arn, execution_name(job["task_id"]))
     try:
-        stepfunctions().stop_execution(executionArn=execution_arn, cause="canceled on request")
+        stepfunctions().stop_execution(executionArn=tracking, cause="canceled on request")
     except aws_errors.ClientError as exc:
         # Already ended (or never started): nothing to stop. A loop we missed ends at its next poll anyway,
         # since the job's outcome is recorded.
@@ -85,24 +88,13 @@ def _publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str 
     """Publish through the state machine's own fan-out (retried, durable), in an execution of its own."""
     if not state_machine_arn:
         return
-    webhook = webhooks.prepare_delivery(job, event, utcnow(), requeue_existing=True)
-    publish_input = {
-        "action": "publish",
-        "task_id": job["task_id"],
-        "event": event,
-        "detail_type": detail_type(JobStatus.CANCELED),
-        "webhook": webhook,
-    }
-    name = f"{execution_name(job['task_id'])}--canceled"
+    publish_input = outcome_checks.publish_input(job, event, utcnow())
+    name = execution_name(job["task_id"]) + outcome_checks.CANCEL_PUBLISH_SUFFIX
     try:
         stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))
     except aws_errors.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
             raise
-
-
-def _execution_arn(state_machine_arn: str, name: str) -> str:
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
 
 
 def list_jobs(caller: Caller, *, status: str | None, limit: int | None, cursor: str | None) -> dict[str, Any]:

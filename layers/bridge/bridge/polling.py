@@ -33,3 +33,8 @@ def execution_name(task_id: str, generation: int = 0) -> str:
     if base != task_id or len(base) > _NAME_BASE_MAX:
         base = f"{base[:40]}-{sha256(task_id.encode()).hexdigest()[:16]}"
     return base if generation == 0 else f"{base}--{generation}"
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN an execution of this state machine gets under `name`."""
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"

@@ -53,10 +53,12 @@ def build_outcome_event(
     error: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     owner_id: str | None = None,
+    progress: int | None = None,
 ) -> dict[str, Any]:
     """The one envelope for SNS, EventBridge and webhooks. Never carries credentials.
 
     `data.owner_id` names the job's owner, so a subscriber or a rule can take one tenant's events.
+    `data.progress` is 100 for a completion, else the job's last recorded progress (as its status shows).
     """
     elapsed = (finished_at - parse_iso(submitted_at)).total_seconds()
     return {
@@ -76,7 +78,7 @@ def build_outcome_event(
                 "finished_at": iso(finished_at),
                 "elapsed_s": round(max(elapsed, 0.0), 3),
             },
-            "progress": 100 if status == JobStatus.COMPLETED else None,
+            "progress": 100 if status == JobStatus.COMPLETED else progress,
             "poll_count": poll_count,
             "metadata": metadata or {},
         },

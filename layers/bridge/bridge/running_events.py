@@ -3,6 +3,10 @@
 Webhooks get them when the job's filter asks; SNS and EventBridge when the stack enables them
 (PublishRunningEvents). Either way `started` goes out once, and `progress` at most once per
 interval and only when the value moved, so no receiver is flooded.
+
+`started` belongs to the poll that first stored `processing` (its claim is on the row): if that
+poll is retried (it crashed, or its answer was lost, before the event went out), the retry sends
+`started` again with the same id, which receivers deduplicate; no later poll sends it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def running_notice(
     on_bus = settings.publish_running_events
     hooked = previous.get("webhook_events_filter") or [] if previous.get("callback_url") else []
     kind = None
-    if status == JobStatus.PROCESSING and previous.get("status") != JobStatus.PROCESSING:
+    if _started_due(previous, state=state, status=status):
         kind = "started" if on_bus or "started" in hooked else None
     if (
         kind is None
@@ -64,3 +68,19 @@ def running_notice(
     if not on_bus:
         return RunningNotice(webhook=webhook)
     return RunningNotice(event=event, detail_type=RUNNING_DETAIL_TYPES[kind], webhook=webhook)
+
+
+def started_claim(state: LoopState) -> str:
+    """Names this poll: a retry of it (same execution, same input) makes the same claim."""
+    return f"{state.execution_id or 'unknown'}#{state.polls_in_execution}"
+
+
+def _started_due(previous: dict[str, Any], *, state: LoopState, status: JobStatus) -> bool:
+    if status != JobStatus.PROCESSING:
+        return False
+    claimed = previous.get(jobs.STARTED_BY_FIELD)
+    if claimed is None:
+        # This poll's write made the claim, unless the row was already processing before claims
+        # existed (a job in flight across the upgrade, whose `started` has gone out).
+        return previous.get("status") != JobStatus.PROCESSING
+    return bool(claimed == started_claim(state))

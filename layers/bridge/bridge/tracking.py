@@ -9,7 +9,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from bridge import aws_errors, jobs, model_stats, webhooks
+from bridge import aws_errors, jobs, model_stats, outcome_checks, webhooks
 from bridge.caller_keys import CALLER_KEY_FLAG, unseal
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
@@ -18,7 +18,7 @@ from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.publish import build_outcome_event, detail_type
 from bridge.router_one import RouterOneClient, UpstreamRetryLater
-from bridge.running_events import RunningNotice, running_notice
+from bridge.running_events import RunningNotice, running_notice, started_claim
 from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
 from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
@@ -120,9 +120,10 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         now=now,
         execution_id=state.execution_id,
         owner_id=_owner_of(state),
+        started_by=started_claim(state) if status == JobStatus.PROCESSING else None,
     )
     if previous is None:
-        return _already_ended(state, status)
+        return _already_ended(state, status, now)
     notice = running_notice(previous, state=state, status=status, progress=progress, now=now)
 
     memory, wait = _next_wait(state, status, reported, now)
@@ -152,7 +153,7 @@ def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime
         owner_id=_owner_of(state),
     )
     if previous is None:
-        return _already_ended(state, JobStatus.PROCESSING)
+        return _already_ended(state, JobStatus.PROCESSING, now)
     wait = next_wait_seconds(MIN_POLL_INTERVAL_S, seconds_to_deadline=state.deadline_at - now.timestamp())
     return _loop_step(
         state, memory=state.poll_memory | {URL_MISSING_POLLS: missing}, wait=wait, status=JobStatus.PROCESSING
@@ -205,7 +206,17 @@ def _loop_step(
     return LoopStep.model_validate(step)
 
 
-def _already_ended(state: LoopState, status: JobStatus) -> LoopStep:
+def _already_ended(state: LoopState, status: JobStatus, now: datetime) -> LoopStep:
+    unpublished = jobs.unpublished_outcome(state.task_id, state.execution_id)
+    if unpublished is not None:
+        # This very execution recorded the outcome and died before publishing it: publish it now.
+        job, event = unpublished
+        logger.info("publishing the outcome this execution recorded before a crash", extra={"task_id": state.task_id})
+        step = state.model_dump() | {
+            "status": event["data"]["status"],
+            "polls_in_execution": state.polls_in_execution + 1,
+        }
+        return _publish_step(step, job, event, now)
     # The job already ended elsewhere (canceled, or another execution recorded its outcome).
     logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
     return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
@@ -284,6 +295,7 @@ def _finish(
         error=error,
         metadata=job.get("metadata"),
         owner_id=job.get(OWNER_FIELD),
+        progress=_as_progress(job.get("progress")),
     )
     fields = {
         **jobs.status_fields(status, job.get(OWNER_FIELD)),
@@ -297,6 +309,8 @@ def _finish(
     }
     if status == JobStatus.COMPLETED:
         fields["progress"] = 100
+    # Sent before the write, so no crash after it can lose the check (see bridge.outcome_checks).
+    outcome_checks.queue_check(state.task_id)
     to_publish = jobs.record_outcome(state.task_id, fields=fields, event=event, execution_id=state.execution_id)
     step = state.model_dump() | {"status": status.value, "polls_in_execution": state.polls_in_execution + 1}
     if to_publish is None:
@@ -305,19 +319,25 @@ def _finish(
     metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
     if status == JobStatus.COMPLETED:
         _remember_duration(state, now)
-    published_status = JobStatus(to_publish["data"]["status"])
-    webhook = webhooks.prepare_delivery(job, to_publish, now, requeue_existing=True)
+    return _publish_step(step, job, to_publish, now)
+
+
+def _publish_step(step: dict[str, Any], job: dict[str, Any], event: dict[str, Any], now: datetime) -> LoopStep:
+    """Hand the recorded outcome to the state machine's fan-out (after the video copy, if kept)."""
+    published_status = JobStatus(event["data"]["status"])
+    webhook = webhooks.prepare_delivery(job, event, now, requeue_existing=True)
     return LoopStep.model_validate(
         step
         | {
             "action": "publish",
-            "event": to_publish,
+            "status": published_status.value,
+            "event": event,
             "detail_type": detail_type(published_status),
             "webhook": webhook,
-            "keep_video": settings.keep_videos
+            "keep_video": get_settings().keep_videos
             and published_status == JobStatus.COMPLETED
-            and bool(to_publish["data"].get("url"))
-            and "video" not in to_publish["data"],
+            and bool(event["data"].get("url"))
+            and "video" not in event["data"],
         }
     )
 
