@@ -6,18 +6,22 @@ them, and the fallback queue too) and follows the task to its outcome event.
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from bridge import jobs, reconcile, submission
-from bridge.timeutil import utcnow
+from bridge.timeutil import iso, utcnow
+from bridge_local.emulator import DUMMY_ROLE_ARN
 
-from .conftest import LocalBridge
+from .conftest import LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +105,62 @@ def test_when_even_the_fallback_queue_fails_the_client_is_told_which_task(
     assert error["code"] == "tracking_unavailable"
     [task_id] = re.findall(r"v_[0-9a-f]{32}", error["message"])
     assert bridge.simulator.task(task_id)["submits"] == 1  # accepted upstream, and the client knows its id
+
+
+class Budget:
+    """A Lambda clock for the sweep: plenty of time for `jobs` more looks, then none."""
+
+    def __init__(self, jobs: int) -> None:
+        self.left = jobs
+
+    def __call__(self) -> int:
+        self.left -= 1
+        return reconcile.SWEEP_RESERVE_MS + 1 if self.left >= 0 else 0
+
+
+def test_the_sweep_covers_any_number_of_pending_jobs_across_runs(bridge: LocalBridge) -> None:
+    count, per_run, page = 1000, 137, 50
+    prefix = f"v_sweep{uuid.uuid4().hex[:8]}_"
+    created = utcnow() - timedelta(hours=1)
+    ids = [f"{prefix}{i:04d}" for i in range(count)]
+    table = boto3.session.Session().resource("dynamodb").Table(bridge.stack.table_name)
+    sfn = bridge.aws.client("stepfunctions")
+    # Starting executions is what is being counted here; a machine that ends at once keeps 1,000
+    # of them from loading the simulator with tasks it never accepted.
+    target = sfn.create_state_machine(
+        name=f"sweep-target-{prefix.rstrip('_')}",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=DUMMY_ROLE_ARN,
+    )["stateMachineArn"]
+    with table.batch_writer() as batch:
+        for i, task_id in enumerate(ids):
+            batch.put_item(
+                Item={
+                    "task_id": task_id,
+                    "kind": "job",
+                    "status": "pending",
+                    "model": "video-default",
+                    "created_at": iso(created + timedelta(milliseconds=i)),
+                    "deadline_at": int(created.timestamp()) + 7200,
+                    "poll_count": 0,
+                }
+            )
+    try:
+        runs: list[list[str]] = []
+        with bridge_settings(STATE_MACHINE_ARN=target):
+            while not runs or jobs.sweep_cursor(reconcile.SWEEP_CURSOR) is not None:
+                assert len(runs) < 50, "the sweep never finished its pass"
+                swept = reconcile.sweep(remaining_ms=Budget(per_run), page_size=page)
+                runs.append([task_id for task_id in swept if task_id.startswith(prefix)])
+        started = [task_id for run in runs for task_id in run]
+        assert sorted(started) == ids  # every one, each once
+        assert len(runs) >= count // per_run  # no run went past its time
+        assert all(len(run) <= per_run for run in runs)
+        names = set()
+        for listing in sfn.get_paginator("list_executions").paginate(stateMachineArn=target):
+            names.update(e["name"] for e in listing["executions"])
+        assert set(ids) <= names
+    finally:
+        with table.batch_writer() as batch:
+            for task_id in ids:
+                batch.delete_item(Key={"task_id": task_id})
