@@ -236,7 +236,7 @@ def test_deployer_creates_every_template_resource(aws: EmbeddedAws, stack: Deplo
     dead_letter = sqs.get_queue_attributes(
         QueueUrl=stack.queue_urls["WebhookDeadLetterQueue"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    assert redrive["deadLetterTargetArn"] == dead_letter and int(redrive["maxReceiveCount"]) == 5
+    assert redrive["deadLetterTargetArn"] == dead_letter and int(redrive["maxReceiveCount"]) == 50
     [source] = [s for s in stack.event_sources if s.function_logical_id == "WebhookDeliveryFunction"]
     assert source.queue_url == stack.queue_urls["WebhookQueue"] and source.report_batch_item_failures
     # Schedule events become local timers (the reconciler's sweep every 5 minutes).
