@@ -46,7 +46,7 @@ class OutOfTime(Exception):
 # --------------------------------------------------------------------------- one record
 
 
-def deliver_record(record: SQSRecord, lambda_context: Any = None) -> str:
+def deliver_record(record: SQSRecord, lambda_context: deadlines.RemainingTime | None = None) -> str:
     """Batch-processor entry point: one SQS record of the webhook queue.
 
     Raises only when the record must come back: the function is nearly out of time (the attempt is
