@@ -9,6 +9,7 @@ definition; the reconciler's outcome checks run from the real reconcile queue.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,15 +42,16 @@ def die_once_after(
     doomed: set[str],
     fault: Callable[[dict[str, Any]], None],
     when: Callable[[dict[str, Any]], bool] = lambda _: True,
+    times: int = 1,
 ) -> list[str]:
-    """Wrap `jobs.<name>`: for a task in `doomed`, run the real write, then `fault` (once per task,
-    at the first write `when` accepts). Returns the tasks it hit."""
+    """Wrap `jobs.<name>`: for a task in `doomed`, run the real write, then `fault` (`times` times per
+    task, from the first write `when` accepts). Returns the tasks it hit, once per hit."""
     real = getattr(jobs, name)
     died: list[str] = []
 
     def wrapper(task_id: str, **kwargs: Any) -> Any:
         result = real(task_id, **kwargs)
-        if task_id in doomed and task_id not in died and when(kwargs):
+        if task_id in doomed and died.count(task_id) < times and when(kwargs):
             died.append(task_id)
             fault(kwargs)
         return result
@@ -102,6 +104,63 @@ def test_a_poll_killed_after_recording_the_outcome_still_publishes_it_once(
     errors = [e["taskFailedEventDetails"]["error"] for e in history["events"] if e["type"] == "TaskFailed"]
     assert errors == [fault().error_type]
     assert not [e for e in bridge.executions(task_id) if "--outcome-" in e["name"]]  # the check had nothing to do
+
+
+def test_a_poll_dying_past_its_retries_waits_and_the_same_execution_publishes(
+    bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch, quick_checks: None
+) -> None:
+    doomed: set[str] = set()
+
+    def kill(_: dict[str, Any]) -> None:
+        raise LambdaFault.timed_out()
+
+    # The first try and both retries die: the Catch sends the loop back to its wait, and the
+    # next poll (same execution) finds the outcome recorded by itself and publishes it.
+    died = die_once_after(monkeypatch, "record_outcome", doomed, kill, times=3)
+    task_id = submit_with_callback(bridge, "/hooks/caught-poll")
+    doomed.add(task_id)
+    settle(bridge, task_id)
+
+    assert died == [task_id] * 3
+    ids = terminal_ids(bridge, task_id)
+    for channel in CHANNELS:
+        assert len(ids[channel]) == 1, ids
+    hooks = [r for r in bridge.receiver.deliveries("/hooks/caught-poll") if r.event["data"]["task_id"] == task_id]
+    assert [h.event["id"] for h in hooks] == ids["sns"]
+    [execution] = bridge.executions(task_id)
+    assert execution["status"] == "SUCCEEDED"
+    history = bridge.aws.client("stepfunctions").get_execution_history(
+        executionArn=execution["executionArn"], maxResults=1000
+    )["events"]
+    assert len([e for e in history if e["type"] == "TaskFailed"]) == 3
+    # The last wait was entered from the Catch, carrying the error it caught.
+    waits = [json.loads(e["stateEnteredEventDetails"]["input"]) for e in history if e["type"] == "WaitStateEntered"]
+    assert waits[-1]["last_error"]["Error"] == "Sandbox.Timedout"
+
+
+def test_a_retried_poll_that_finds_its_own_outcome_recorded_publishes_it_whatever_upstream_says(
+    bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch, quick_checks: None
+) -> None:
+    doomed: set[str] = set()
+
+    def kill(_: dict[str, Any]) -> None:
+        raise LambdaFault.timed_out()
+
+    died = die_once_after(monkeypatch, "record_outcome", doomed, kill)
+    # The first poll is refused for good (404: the job fails), then the poll dies; its retry hears
+    # "processing". The job has ended by this execution's own write: the retry must publish it,
+    # not stop as if another execution had (which would also make the check take it as published).
+    task_id = bridge.submit(run_s=30.0, queue_s=0.2, poll_errors=[404]).json()["task_id"]
+    doomed.add(task_id)
+    settle(bridge, task_id)
+
+    assert died == [task_id]
+    ids = terminal_ids(bridge, task_id)
+    for channel in CHANNELS:
+        assert len(ids[channel]) == 1, ids
+    assert bridge.events.for_task(task_id)["sns"][0]["event"]["data"]["status"] == "failed"
+    [execution] = bridge.executions(task_id)
+    assert execution["status"] == "SUCCEEDED"
 
 
 def test_an_outcome_whose_execution_died_before_publishing_is_published_by_the_check(

@@ -318,8 +318,10 @@ def unpublished_outcome(task_id: str, execution_id: str | None) -> tuple[dict[st
     A poll retried after its execution's earlier attempt recorded the outcome and died may find the
     job ended by itself: it must publish what it recorded, not stop.
     """
-    job = get_job(task_id)
-    if job.get("finalized_by") != (execution_id or "unknown") or not job.get(UNPUBLISHED_FIELD) or not job.get("event"):
+    job = find_row(task_id)
+    if job is None or job.get("finalized_by") != (execution_id or "unknown"):
+        return None
+    if not job.get(UNPUBLISHED_FIELD) or not job.get("event"):
         return None
     return job, stored_event(job)
 

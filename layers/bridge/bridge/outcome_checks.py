@@ -29,7 +29,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge import aws_errors, jobs, webhooks
 from bridge.clients import sqs, stepfunctions
@@ -79,14 +79,13 @@ def queue_check(task_id: str, *, attempt: int = 1) -> None:
 
 
 def check_of(body: Any) -> OutcomeCheck | None:
-    """The check a reconcile-queue message carries, or None (it is a deferred submit)."""
+    """The check a reconcile-queue message carries, or None (it is a deferred submit).
+
+    An unreadable check raises: its message goes on to the alarmed dead-letter queue.
+    """
     if not isinstance(body, dict) or CHECK_KEY not in body:
         return None
-    try:
-        return OutcomeCheck.model_validate(body[CHECK_KEY])
-    except ValidationError:
-        logger.error("unreadable outcome check dropped", extra={"body": str(body)[:500]})
-        return None
+    return OutcomeCheck.model_validate(body[CHECK_KEY])
 
 
 def publish_input(job: dict[str, Any], event: dict[str, Any], now: datetime) -> dict[str, Any]:

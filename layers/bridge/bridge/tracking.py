@@ -281,7 +281,12 @@ def _finish(
     error: dict[str, Any] | None = None,
 ) -> LoopStep:
     settings = get_settings()
-    job = jobs.get_job(state.task_id)
+    job = jobs.find_row(state.task_id)
+    if job is None:
+        # Deleted (or expired) under a running loop: nothing left to record or publish. Raising
+        # would only bring the same poll back, since the state machine waits out every crash.
+        logger.warning("the job's row is gone; loop stops", extra={"task_id": state.task_id})
+        return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
     poll_count = int(job.get("poll_count") or 0) + 1
     event = build_outcome_event(
         task_id=state.task_id,
