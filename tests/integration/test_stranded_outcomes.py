@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bridge import jobs, lifecycle
+from bridge import jobs, lifecycle, outcome_checks
 from bridge_local.emulator import LambdaFault
 
 from .conftest import LocalBridge, bridge_settings
@@ -249,3 +249,26 @@ def test_a_failed_event_carries_the_last_progress_like_the_status_answer(bridge:
     assert event["data"]["status"] == status["status"] == "failed"
     assert event["data"]["progress"] == status["progress"]
     assert isinstance(status["progress"], int) and 0 < status["progress"] < 100
+
+
+def test_an_outcome_published_by_an_execution_without_the_mark_step_is_not_published_again(
+    bridge: LocalBridge,
+) -> None:
+    # During an upgrade, executions in flight run the old definition (no MarkPublished) while the
+    # poll function already marks outcomes: their rows stay marked after a publish that happened.
+    task_id = bridge.submit(run_s=1.0, queue_s=0.1).json()["task_id"]
+    bridge.events.wait_for(task_id)
+    bridge.wait_for_executions_to_end(task_id)
+    bridge.aws.client("dynamodb").update_item(
+        TableName=bridge.stack.table_name,
+        Key={"task_id": {"S": task_id}},
+        UpdateExpression="SET unpublished_since = :t",
+        ExpressionAttributeValues={":t": {"S": "2026-01-01T00:00:00.000Z"}},
+    )
+
+    assert outcome_checks.check_outcome(outcome_checks.OutcomeCheck(task_id=task_id)) == "published"
+
+    assert "unpublished_since" not in (bridge.job_row(task_id) or {})
+    assert [e["status"] for e in bridge.executions(task_id)] == ["SUCCEEDED"]  # nothing started again
+    ids = terminal_ids(bridge, task_id)
+    assert all(len(ids[channel]) == 1 for channel in CHANNELS), ids
