@@ -243,11 +243,15 @@ def test_lambda_invokes_are_routed_to_the_real_poll_handler(bridge: LocalBridge)
     assert "FunctionError" not in answer, result
     assert result["action"] == "wait" and result["status"] in {"pending", "processing"}
     assert result["next_wait_s"] >= 3
-    # A raised domain error comes back as a Lambda function error named after its class.
+    # A job without a row (deleted under its loop) ends the loop rather than crash every poll.
     payload["task_id"] = "not-a-task-id"
+    gone = lam.invoke(FunctionName=poll_name, Payload=json.dumps(payload).encode())
+    assert "FunctionError" not in gone and json.loads(gone["Payload"].read())["action"] == "finish"
+    # A raised error comes back as a Lambda function error named after its class.
+    del payload["task_id"]
     failed = lam.invoke(FunctionName=poll_name, Payload=json.dumps(payload).encode())
     assert failed.get("FunctionError")
-    assert json.loads(failed["Payload"].read())["errorType"] == "TaskNotFound"
+    assert json.loads(failed["Payload"].read())["errorType"] == "ValidationError"
 
 
 @pytest.fixture
