@@ -287,6 +287,16 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     return api
 
 
+def _metric_query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """A metric math alarm's query as PutMetricAlarm takes it (CloudFormation's strings made numbers)."""
+    shaped = dict(query)
+    if "ReturnData" in shaped:
+        shaped["ReturnData"] = str(shaped["ReturnData"]).lower() == "true"
+    if "MetricStat" in shaped:
+        shaped["MetricStat"] = dict(shaped["MetricStat"]) | {"Period": int(shaped["MetricStat"]["Period"])}
+    return shaped
+
+
 def load_template(path: Path) -> dict[str, Any]:
     template, matches = decode_str(path.read_text(encoding="utf-8"))
     if template is None:
@@ -526,6 +536,8 @@ class _Deployer:
             "AlarmActions",
         )
         kwargs = {key: p[key] for key in keys if key in p}
+        if "Metrics" in p:  # a metric math alarm
+            kwargs["Metrics"] = [_metric_query(query) for query in p["Metrics"]]
         for key in ("Period", "EvaluationPeriods"):
             if key in kwargs:
                 kwargs[key] = int(kwargs[key])

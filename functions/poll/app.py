@@ -21,7 +21,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             return poll_once(event).state_output()
         except UpstreamTransientError:
-            raise  # Router One's hiccup: retried by name, counted as UpstreamTransientErrors
+            # Router One's hiccup, retried by name. Lambda counts it in Errors like any crash: this
+            # count lets the crash alarm subtract it (a timeout or OOM kills before any metric).
+            metrics.add_metric(name="PollUpstreamErrorsRaised", unit="Count", value=1)
+            raise
         except Exception:
             # A crash of the bridge's own (the state machine retries it, then waits and polls again).
             metrics.add_metric(name="PollCrashes", unit="Count", value=1)

@@ -3,6 +3,7 @@
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from cfnlint.api import lint_all
 from cfnlint.decode import decode
@@ -90,12 +91,26 @@ def test_webhook_queue_has_a_dead_letter_queue_and_a_visibility_above_the_functi
     assert event["BatchSize"] * 15 < function["Timeout"]
 
 
-def test_alarms_watch_failed_executions_poll_crashes_and_every_dead_letter_queue() -> None:
+def _watched(alarm: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(namespace, metric, first dimension's value) of every metric an alarm reads, math included."""
+    metrics = [query["MetricStat"]["Metric"] for query in alarm.get("Metrics", []) if "MetricStat" in query]
+    metrics = metrics or [alarm]
+    return [(m["Namespace"], m["MetricName"], json.dumps(m["Dimensions"][0]["Value"])) for m in metrics]
+
+
+def test_alarms_watch_failed_executions_crashes_late_outcomes_delivery_failures_and_dead_letters() -> None:
     resources = template()["Resources"]
     alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    watched = {(a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms.values()}
+    watched = {metric for alarm in alarms.values() for metric in _watched(alarm)}
+    service = json.dumps("video-bridge")
     assert ("AWS/States", "ExecutionsFailed", json.dumps({"Ref": "JobStateMachine"})) in watched
+    # Poll crashes: Lambda's errors less the Router One hiccups raised on purpose.
     assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "PollFunction"})) in watched
+    assert ("VideoBridge", "PollUpstreamErrorsRaised", service) in watched
+    assert alarms["PollCrashesAlarm"]["Metrics"][0]["Expression"] == "errors - FILL(hiccups, 0)"
+    assert ("VideoBridge", "OutcomesPublishedBySweep", service) in watched
+    assert ("VideoBridge", "WebhookDeliveryFailures", service) in watched
+    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "WebhookDeliveryFunction"})) in watched
     dead_letter_queues = {
         name
         for name, r in resources.items()
@@ -109,6 +124,25 @@ def test_alarms_watch_failed_executions_poll_crashes_and_every_dead_letter_queue
             json.dumps({"Fn::GetAtt": [queue, "QueueName"]}),
         ) in watched
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    # Every alarm points at its runbook line, and the runbook has one for every alarm.
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    for name, alarm in alarms.items():
+        assert "docs/runbook.md" in alarm["AlarmDescription"], name
+        assert f"`{name}`" in runbook, name
+
+
+def test_every_metric_an_alarm_reads_from_the_bridge_is_emitted_by_its_code() -> None:
+    """An alarm on a misspelt metric would never fire: each custom metric is added somewhere."""
+    globals_env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    source = "\n".join(path.read_text() for path in (ROOT / "layers" / "bridge" / "bridge").glob("*.py"))
+    source += "\n".join(path.read_text() for path in (ROOT / "functions").glob("*/app.py"))
+    alarms = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    custom = {metric for alarm in alarms for metric in _watched(alarm) if not metric[0].startswith("AWS/")}
+    assert custom
+    for namespace, name, service in custom:
+        assert namespace == globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+        assert json.loads(service) == globals_env["POWERTOOLS_SERVICE_NAME"]  # Powertools' default dimension
+        assert f'add_metric(name="{name}"' in source, name
 
 
 def test_every_skipped_checkov_check_says_why() -> None:
