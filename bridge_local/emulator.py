@@ -513,6 +513,41 @@ def install_dispatch_cache() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
+# --------------------------------------------------------------------------- DynamoDB requests
+
+# moto's DynamoDB evaluates a write's condition and then applies the write with nothing held in
+# between, so two concurrent conditional writes of one item can both pass (the fault run caught a
+# cancel and a poll both recording an outcome; DynamoDB never lets both succeed), and a request
+# that copies an item while another updates it fails ("dictionary changed size during
+# iteration"). Here DynamoDB requests are handled one at a time: the process has one interpreter
+# lock anyway, so little is lost.
+
+
+def verify_dynamodb_request_lock() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    if not callable(DynamoHandler.__dict__.get("call_action")):
+        raise RuntimeError("moto changed: DynamoHandler.call_action is gone")
+
+
+def install_dynamodb_request_lock() -> None:
+    """Make every DynamoDB request atomic, as each item operation is on AWS."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    verify_dynamodb_request_lock()
+    original = DynamoHandler.__dict__["call_action"]
+    if getattr(original, "__bridge_original__", None) is not None:
+        return
+    lock = threading.Lock()
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    call_action.__bridge_original__ = original  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 # --------------------------------------------------------------------------- JSONata
 
 
@@ -584,6 +619,7 @@ class EmbeddedAws:
         install_client_reuse()
         install_jsonpath_cache()
         install_dispatch_cache()
+        install_dynamodb_request_lock()
         # Werkzeug logs every request at INFO; the local run wants to show events, not that.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)

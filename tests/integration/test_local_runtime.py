@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from bridge_local.emulator import (
     DUMMY_ROLE_ARN,
     EmbeddedAws,
     install_lambda_routing,
+    verify_dynamodb_request_lock,
     verify_lambda_routing,
     verify_sfn_integration_fix,
 )
@@ -209,6 +211,70 @@ def test_jsonata_states_evaluate_in_the_interpreter(aws: EmbeddedAws) -> None:
 
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"]) == {"sum": 5}
+
+
+# --------------------------------------------------------------------------- DynamoDB
+
+
+def test_dynamodb_requests_are_handled_one_at_a_time_so_a_conditional_write_wins_once(
+    aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto alone checks a write's condition and applies it with nothing held between: two writers
+    # racing for one item could both win (as AWS never lets them).
+    from moto.dynamodb.models import DynamoDBBackend
+
+    verify_dynamodb_request_lock()
+    real = DynamoDBBackend.update_item
+    inside, most, counting = [0], [0], threading.Lock()
+
+    def slow_update(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with counting:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)  # room for any other request to come in, were nothing keeping it out
+            return real(self, *args, **kwargs)
+        finally:
+            with counting:
+                inside[0] -= 1
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", slow_update)
+    table = "runtime-test-race"
+    setup = aws.client("dynamodb")
+    setup.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    setup.put_item(TableName=table, Item={"k": {"S": "job"}})
+    writers = [aws.client("dynamodb") for _ in range(6)]
+    start, won = threading.Barrier(len(writers)), []
+
+    def record(n: int) -> None:
+        start.wait()
+        try:
+            writers[n].update_item(
+                TableName=table,
+                Key={"k": {"S": "job"}},
+                UpdateExpression="SET outcome = :n",
+                ConditionExpression="attribute_not_exists(outcome)",
+                ExpressionAttributeValues={":n": {"N": str(n)}},
+            )
+            won.append(n)
+        except writers[n].exceptions.ConditionalCheckFailedException:
+            pass
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(len(writers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert most[0] == 1
+    assert len(won) == 1
+    stored = setup.get_item(TableName=table, Key={"k": {"S": "job"}})["Item"]
+    assert stored["outcome"] == {"N": str(won[0])}
 
 
 # --------------------------------------------------------------------------- deployer
