@@ -20,7 +20,8 @@ What goes wrong:
 
 At the end it prints what was submitted, how the jobs ended, the events per channel, duplicates
 by event id, lost jobs, the cancels' answers, the webhooks delivered and dead-lettered by cause,
-the longest attempt, the outcomes the outcome check published and every injected fault. It exits
+the longest attempt, the outcomes the outcome check published, every injected fault, the settings
+and how late this process's threads woke (the local stack runs in one process). It exits
 1 unless: no job is lost, every job has exactly one terminal event id per channel (a cancel that
 answered 200 or died before its publish: `canceled`; one refused with 409: the real outcome),
 every webhook is delivered or dead-lettered with its row saying why (none left pending or
