@@ -60,9 +60,15 @@ def die_once_after(
     return died
 
 
-def terminal_ids(bridge: LocalBridge, task_id: str) -> dict[str, list[str]]:
+def published_once(bridge: LocalBridge, task_id: str) -> dict[str, Any]:
+    """The job's one terminal event: exactly one on every channel (not once more from the check, not
+    zero), the same event id on each."""
     seen = bridge.events.for_task(task_id)
-    return {channel: [e["event"]["id"] for e in seen.get(channel, [])] for channel in CHANNELS}
+    ids = {channel: [e["event"]["id"] for e in seen.get(channel, [])] for channel in CHANNELS}
+    for channel in CHANNELS:
+        assert len(ids[channel]) == 1, ids
+    assert len({channel_ids[0] for channel_ids in ids.values()}) == 1, ids
+    return seen["sns"][0]["event"]
 
 
 def settle(bridge: LocalBridge, task_id: str) -> None:
@@ -88,11 +94,9 @@ def test_a_poll_killed_after_recording_the_outcome_still_publishes_it_once(
     settle(bridge, task_id)
 
     assert died == [task_id]
-    ids = terminal_ids(bridge, task_id)
-    for channel in CHANNELS:
-        assert len(ids[channel]) == 1, ids  # not once more from the check, not zero
+    event = published_once(bridge, task_id)
     [webhook] = [r for r in bridge.receiver.deliveries("/hooks/killed-poll") if r.event["data"]["task_id"] == task_id]
-    assert webhook.event["id"] == ids["sns"][0] == ids["eventbridge"][0]
+    assert webhook.event["id"] == event["id"]
     assert webhook.event["data"]["status"] == "completed"
 
     # The same execution carried on: its poll failed as AWS reports the death, then was retried.
@@ -122,11 +126,9 @@ def test_a_poll_dying_past_its_retries_waits_and_the_same_execution_publishes(
     settle(bridge, task_id)
 
     assert died == [task_id] * 3
-    ids = terminal_ids(bridge, task_id)
-    for channel in CHANNELS:
-        assert len(ids[channel]) == 1, ids
+    event = published_once(bridge, task_id)
     hooks = [r for r in bridge.receiver.deliveries("/hooks/caught-poll") if r.event["data"]["task_id"] == task_id]
-    assert [h.event["id"] for h in hooks] == ids["sns"]
+    assert [h.event["id"] for h in hooks] == [event["id"]]
     [execution] = bridge.executions(task_id)
     assert execution["status"] == "SUCCEEDED"
     history = bridge.aws.client("stepfunctions").get_execution_history(
@@ -155,10 +157,7 @@ def test_a_retried_poll_that_finds_its_own_outcome_recorded_publishes_it_whateve
     settle(bridge, task_id)
 
     assert died == [task_id]
-    ids = terminal_ids(bridge, task_id)
-    for channel in CHANNELS:
-        assert len(ids[channel]) == 1, ids
-    assert bridge.events.for_task(task_id)["sns"][0]["event"]["data"]["status"] == "failed"
+    assert published_once(bridge, task_id)["data"]["status"] == "failed"
     [execution] = bridge.executions(task_id)
     assert execution["status"] == "SUCCEEDED"
 
@@ -179,12 +178,10 @@ def test_an_outcome_whose_execution_died_before_publishing_is_published_by_the_c
     settle(bridge, task_id)
 
     assert died == [task_id]
-    ids = terminal_ids(bridge, task_id)
-    for channel in CHANNELS:
-        assert len(ids[channel]) == 1, ids
+    event = published_once(bridge, task_id)
     hooks = [r for r in bridge.receiver.deliveries("/hooks/dead-execution") if r.event["data"]["task_id"] == task_id]
-    assert [h.event["id"] for h in hooks] == ids["sns"]
-    assert bridge.events.for_task(task_id)["sns"][0]["event"]["data"]["status"] == "completed"
+    assert [h.event["id"] for h in hooks] == [event["id"]]
+    assert event["data"]["status"] == "completed"
     by_name = {e["name"]: e["status"] for e in bridge.executions(task_id)}
     # The loop ended without publishing (moto calls a stop during a failing task FAILED, AWS ABORTED);
     # the check published in an execution of its own.
@@ -209,10 +206,7 @@ def test_an_api_crash_between_cancel_and_its_publish_is_published_by_the_check(
     assert bridge.api.get(f"/v1/videos/generations/{task_id}").json()["status"] == "canceled"
     settle(bridge, task_id)
 
-    ids = terminal_ids(bridge, task_id)
-    for channel in CHANNELS:
-        assert len(ids[channel]) == 1, ids
-    event = bridge.events.for_task(task_id)["sns"][0]["event"]
+    event = published_once(bridge, task_id)
     assert event["type"] == "video.generation.canceled"
     [webhook] = bridge.receiver.wait_for("/hooks/cancel-crash")
     assert webhook.event["id"] == event["id"] and webhook.verified
@@ -270,5 +264,4 @@ def test_an_outcome_published_by_an_execution_without_the_mark_step_is_not_publi
 
     assert "unpublished_since" not in (bridge.job_row(task_id) or {})
     assert [e["status"] for e in bridge.executions(task_id)] == ["SUCCEEDED"]  # nothing started again
-    ids = terminal_ids(bridge, task_id)
-    assert all(len(ids[channel]) == 1 for channel in CHANNELS), ids
+    published_once(bridge, task_id)
