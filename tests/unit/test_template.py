@@ -20,8 +20,9 @@ def template() -> dict:
 
 def test_template_passes_cfn_lint_including_the_sam_transform() -> None:
     findings = lint_all(TEMPLATE.read_text())
-    # Errors and warnings only; informational suggestions are not failures (as on the CLI).
-    assert [str(f) for f in findings if f.rule.id[0] in "EW"] == []
+    # Informational rules too, as `./dev lint` runs them (--include-checks I); like the CLI, not the
+    # experimental ones lint_all adds.
+    assert [str(f) for f in findings if f.rule.id[0] in "EWI" and not f.rule.experimental] == []
 
 
 def test_every_definition_substitution_is_used_and_every_placeholder_is_provided() -> None:
@@ -43,7 +44,27 @@ def test_functions_use_python_311_with_the_powertools_and_domain_layers() -> Non
     globals_ = template()["Globals"]["Function"]
     assert globals_["Runtime"] == "python3.11"
     layers = json.dumps(globals_["Layers"])
-    assert "AWSLambdaPowertoolsPythonV3" in layers and "BridgeLayer" in layers
+    assert "PowertoolsLayerParameter" in layers and "BridgeLayer" in layers
+
+
+def test_powertools_layer_comes_from_the_public_parameter_of_the_functions_runtime_unless_pinned() -> None:
+    parsed = template()
+    globals_ = parsed["Globals"]["Function"]
+    parameters = parsed["Parameters"]
+    public = parameters["PowertoolsLayerParameter"]
+    assert public["Type"] == "AWS::SSM::Parameter::Value<String>"
+    # /aws/service/powertools/python/<architecture>/<runtime>/latest, as the functions run.
+    [architecture] = globals_["Architectures"]
+    assert public["Default"] == f"/aws/service/powertools/python/{architecture}/{globals_['Runtime']}/latest"
+    assert parameters["PowertoolsLayerArn"]["Default"] == ""
+    assert globals_["Layers"][0] == {
+        "Fn::If": ["PowertoolsLayerPinned", {"Ref": "PowertoolsLayerArn"}, {"Ref": "PowertoolsLayerParameter"}]
+    }
+    pattern = parameters["PowertoolsLayerArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(
+        pattern, "arn:aws-cn:lambda:cn-north-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:27"
+    )
 
 
 def _statements(node: object) -> list[dict]:
@@ -185,7 +206,7 @@ def test_an_outcome_is_marked_published_only_after_its_fan_out() -> None:
     [outcome] = [c for c in states["AfterPublish"]["Choices"] if c.get("StringEquals") == "publish"]
     assert outcome["Next"] == "MarkPublished"
     mark = states["MarkPublished"]
-    assert mark["Resource"] == "arn:aws:states:::dynamodb:updateItem"
+    assert mark["Resource"] == "arn:${Partition}:states:::dynamodb:updateItem"
     assert mark["Parameters"]["UpdateExpression"] == "REMOVE unpublished_since"
     # A failed fan-out leaves the outcome marked, in a failed execution its outcome check publishes again.
     assert states["PublishOutcome"]["Catch"][0]["Next"] == "PublishFailed"
@@ -219,3 +240,59 @@ def test_the_reconciler_may_do_what_an_outcome_check_needs() -> None:
     assert "sqs:SendMessage" in json.dumps(poll["Policies"])
     machine = json.dumps(resources["JobStateMachine"]["Properties"]["Policies"])
     assert "dynamodb:UpdateItem" in machine
+
+
+# Deliberately not retained; README's "Deleting the stack" says the same. Everything else of these
+# types keeps its data when the stack is deleted or the resource replaced.
+NOT_RETAINED = {
+    # Dedupes retries to this stack's API for a day; the jobs themselves are in JobsTable.
+    "IdempotencyTable",
+    # A copy of a key Router One issued; kept, it would be a live credential outliving the stack.
+    "RouterOneApiKeySecret",
+    # Seals only running jobs' caller keys; its deletion makes leftovers on retained rows unreadable.
+    "CallerKeyEncryptionKey",
+}
+STATEFUL_TYPES = {"AWS::DynamoDB::Table", "AWS::SecretsManager::Secret", "AWS::KMS::Key", "AWS::S3::Bucket"}
+
+
+def test_tables_secrets_keys_and_buckets_are_retained_unless_listed() -> None:
+    resources = template()["Resources"]
+    stateful = {name: r for name, r in resources.items() if r["Type"] in STATEFUL_TYPES}
+    assert set(stateful) >= NOT_RETAINED
+    for name, resource in stateful.items():
+        policy = "Delete" if name in NOT_RETAINED else "Retain"
+        # Stated either way, so a reader (and cfn-lint's I3011) sees it was decided.
+        assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == (policy, policy), name
+    readme = (ROOT / "README.md").read_text()
+    teardown = readme[readme.index("### Deleting the stack") :]
+    for name in stateful:
+        assert f"`{name}`" in teardown, f"README's teardown section does not say what happens to {name}"
+
+
+def test_no_arn_is_written_for_the_aws_partition_only() -> None:
+    """China (aws-cn) and GovCloud (aws-us-gov) deploys need ${AWS::Partition} (or ${Partition} in the ASL)."""
+    files = [TEMPLATE, *sorted((ROOT / "statemachine").iterdir())]
+    assert len(files) > 1
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            assert "arn:aws:" not in line, f"{path.name}:{number}: {line.strip()}"
+
+
+def test_the_state_machine_gets_its_partition() -> None:
+    machine = template()["Resources"]["JobStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["Partition"] == {"Ref": "AWS::Partition"}
+    resources = [s["Resource"] for s in _all_states(_machine()) if "Resource" in s]
+    assert resources and all(r.startswith("arn:${Partition}:states:::") for r in resources)
+
+
+def _all_states(states: dict) -> list[dict]:
+    """Every state, those inside Parallel branches and Map iterators included."""
+    found = []
+    for state in states.values():
+        found.append(state)
+        for branch in state.get("Branches", []):
+            found += _all_states(branch["States"])
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                found += _all_states(state[key]["States"])
+    return found
