@@ -5,8 +5,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cfnlint.api import lint_all
 from cfnlint.decode import decode
+
+from tools.asl_lint import Unfillable, filled, substitutions_by_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -296,3 +299,22 @@ def _all_states(states: dict) -> list[dict]:
             if key in state:
                 found += _all_states(state[key]["States"])
     return found
+
+
+def test_the_asl_lint_fills_every_placeholder_with_a_value_of_the_deployed_shape() -> None:
+    definition = ROOT / "statemachine" / "job_tracker.asl.json"
+    values = substitutions_by_definition(template())[definition]
+    machine = json.loads(filled(definition, values))
+    assert "${" not in json.dumps(machine)
+    states = _all_states(machine["States"])
+    assert all(s["Resource"].startswith("arn:aws:states:::") for s in states if "Resource" in s)
+    poll = machine["States"]["PollUpstream"]["Parameters"]["FunctionName"]
+    assert re.fullmatch(r"arn:aws:lambda:us-east-1:\d{12}:function:[\w-]+", poll)
+    assert values["WebhookQueueUrl"].startswith("https://sqs.")
+
+
+def test_the_asl_lint_reports_a_placeholder_nobody_fills(tmp_path: Path) -> None:
+    definition = tmp_path / "extra.asl.json"
+    definition.write_text('{"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": "${Nobody}", "End": true}}}')
+    with pytest.raises(Unfillable, match="Nobody"):
+        filled(definition, {})
