@@ -1,12 +1,15 @@
-"""Deploy template.yaml onto the embedded AWS: each SAM resource made with plain API calls.
+"""Deploy template.yaml onto the embedded AWS, from the CloudFormation SAM's transform makes of it.
 
-moto's CloudFormation cannot run a SAM template (see DESIGN.md), so this reads the template,
-resolves the intrinsics it uses and creates each resource directly. Handlers are imported from
-their CodeUri and registered for in-process Lambda routing.
+`bridge_local.sam` runs aws-sam-translator as AWS would (roles and their policies, permissions,
+event source mappings, the REST API and its stage are SAM's, not ours). What is left here is what
+no library does: resolving the intrinsics against the emulator, creating each resource with plain
+API calls in dependency order, assuming each role so its code signs with it, and wiring invokes,
+queues, schedules and the Api to the handlers imported from their code directories.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -15,39 +18,23 @@ import secrets
 import string
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from cfnlint.decode import decode_str
-
+from bridge_local import iam as iam_local
 from bridge_local.api_front import ApiRoute
-from bridge_local.emulator import ACCOUNT_ID, DUMMY_ROLE_ARN, DUMMY_ZIP, EmbeddedAws, Handler, registry
+from bridge_local.emulator import ACCOUNT_ID, DUMMY_ZIP, EmbeddedAws, Handler, registry
 from bridge_local.gateway_auth import ApiAuth, api_auth_of, gated
+from bridge_local.iam import RoleSession, as_role
+from bridge_local.sam import Translated, load_template, translate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFAULT_STACK_NAME = "video-bridge-local"
 
-# Creation order by type; anything a later type refers to exists (or has a known id) by then.
-_ORDER = [
-    "AWS::Serverless::LayerVersion",
-    "AWS::KMS::Key",
-    "AWS::DynamoDB::Table",
-    "AWS::SNS::Topic",
-    "AWS::Events::EventBus",
-    "AWS::SecretsManager::Secret",
-    "AWS::SQS::Queue",
-    "AWS::S3::Bucket",
-    "AWS::S3::BucketPolicy",
-    "AWS::Serverless::Function",
-    "AWS::Serverless::StateMachine",
-    "AWS::Serverless::Api",
-    "AWS::CloudWatch::Alarm",
-]
-_SKIPPED = {"AWS::Serverless::Api"}  # served by api_front
 _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
 
 
@@ -79,6 +66,8 @@ class SqsEventSource:
     handler: str = ""
     # The function's Timeout: the context it is invoked with counts down from it, as on Lambda.
     timeout_s: float = 3.0
+    # The function's execution role: the poller receives and deletes with it, as Lambda does.
+    role: RoleSession | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +96,8 @@ class DeployedStack:
     event_sources: list[SqsEventSource] = field(default_factory=list)
     schedules: list[ScheduledInvoke] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id → queue URL
+    roles: dict[str, RoleSession] = field(default_factory=dict)  # logical id → the role's session
+    template: dict[str, Any] = field(default_factory=dict)  # the translated CloudFormation
     table_name: str = ""
     topic_arn: str = ""
     event_bus_name: str = ""
@@ -297,13 +288,6 @@ def _metric_query(query: Mapping[str, Any]) -> dict[str, Any]:
     return shaped
 
 
-def load_template(path: Path) -> dict[str, Any]:
-    template, matches = decode_str(path.read_text(encoding="utf-8"))
-    if template is None:
-        raise DeployError(f"cannot parse {path}: {matches}")
-    return template
-
-
 def _parameter_values(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
     values: dict[str, str] = {}
     declared = template.get("Parameters", {}) or {}
@@ -340,27 +324,30 @@ def import_handler(code_dir: Path, handler: str, module_name: str) -> Handler:
 
 
 class _Deployer:
+    """Creates the translated template's resources in dependency order, as CloudFormation would."""
+
     def __init__(
         self,
         aws: EmbeddedAws,
-        template: dict[str, Any],
-        root: Path,
+        translated: Translated,
+        source: dict[str, Any],
         stack_name: str,
         parameters: dict[str, str],
         import_handlers: bool,
         apply_environment: bool,
     ) -> None:
         self.aws = aws
-        self.template = template
-        self.root = root
+        self.translated = translated
+        self.template = translated.template
+        self.source = source  # template.yaml itself, for what only it says (the Api's Auth)
         self.stack_name = stack_name
         self.region = aws.region
         self.r = _Resolver(stack_name, aws.region, parameters)
         self.import_handlers = import_handlers
         self.apply_environment = apply_environment
-        self.globals_fn: dict[str, Any] = (template.get("Globals") or {}).get("Function") or {}
         self.function_envs: dict[str, dict[str, str]] = {}
         self.function_names: dict[str, str] = {}
+        self.function_roles: dict[str, RoleSession | None] = {}
         self.handlers: dict[str, Handler] = {}
         self.routes: list[ApiRoute] = []
         self.api_function: str | None = None
@@ -368,48 +355,191 @@ class _Deployer:
         self.schedules: list[ScheduledInvoke] = []
         self.queue_urls: dict[str, str] = {}  # logical id → URL
         self.queue_arns: dict[str, str] = {}  # ARN → URL
+        self.roles: dict[str, RoleSession] = {}  # logical id → its assumed session
 
-    def physical_name(self, logical_id: str) -> str:
-        return f"{self.stack_name}-{logical_id}"
+    def physical_name(self, logical_id: str, limit: int = 64) -> str:
+        name = f"{self.stack_name}-{logical_id}"
+        if len(name) <= limit:
+            return name
+        # CloudFormation shortens long generated names and adds a unique suffix; so does this.
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        return f"{name[: limit - 13]}-{digest}"
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{resource}"
 
-    # ----------------------------------------------------------------- known ids up front
-
-    def precompute_ids(self, resources: Mapping[str, Any]) -> None:
-        # Functions and state machines refer to each other (api env → machine ARN → poll ARN);
-        # their ids are deterministic, so publish them before anything is created.
-        for logical_id, res in resources.items():
-            kind = res.get("Type")
-            if kind == "AWS::Serverless::Function":
-                name = self.physical_name(logical_id)
-                self.r.refs[logical_id] = name
-                self.r.attrs[logical_id] = {"Arn": self.arn("lambda", f"function:{name}")}
-            elif kind == "AWS::Serverless::Api":
-                self.r.refs[logical_id] = "local"
-                self.r.attrs[logical_id] = {"RootResourceId": "local"}
-            elif kind == "AWS::Serverless::LayerVersion":
-                self.r.refs[logical_id] = self.arn("lambda", f"layer:{self.physical_name(logical_id)}:1")
-
-    def precompute_state_machine(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        name = str(self.r.resolve(props.get("Name", self.physical_name(logical_id))))
-        arn = self.arn("states", f"stateMachine:{name}")
-        self.r.refs[logical_id] = arn
-        self.r.attrs[logical_id] = {"Arn": arn, "Name": name}
+    def function_logical_id(self, name_or_arn: str) -> str:
+        name = registry.function_name_of(name_or_arn)
+        for logical_id, known in self.function_names.items():
+            if known == name:
+                return logical_id
+        raise DeployError(f"{name_or_arn} is not a function of this template")
 
     # ----------------------------------------------------------------- resource creators
 
+    def role(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = str(p.get("RoleName") or self.physical_name(logical_id))
+        iam = self.aws.client("iam")
+        role = iam.create_role(
+            RoleName=name,
+            Path=str(p.get("Path", "/")),
+            AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]),
+        )["Role"]
+        for policy in p.get("Policies") or []:
+            # IAM takes a document without Version as 2008-10-17, which differs from 2012-10-17 only
+            # in policy variables; SAM's policy templates leave it out, and moto insists on one.
+            document = {"Version": "2012-10-17"} | dict(policy["PolicyDocument"])
+            iam.put_role_policy(
+                RoleName=name, PolicyName=str(policy["PolicyName"]), PolicyDocument=json.dumps(document)
+            )
+        for arn in p.get("ManagedPolicyArns") or []:
+            iam.attach_role_policy(RoleName=name, PolicyArn=str(arn))
+        # What Lambda and Step Functions do with an execution role: assume it, then sign with it.
+        credentials = self.aws.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName=name[:64])["Credentials"]
+        session = RoleSession(
+            role_name=name,
+            role_arn=role["Arn"],
+            access_key_id=credentials["AccessKeyId"],
+            secret_access_key=credentials["SecretAccessKey"],
+            session_token=credentials["SessionToken"],
+        )
+        iam_local.remember(session)
+        self.roles[logical_id] = session
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
     def layer(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        content = (self.root / str(props["ContentUri"])).resolve()
+        content = self.translated.code_dir(props["Content"])
         # A Python layer puts python/ on the path; SAM's build step also accepts the plain dir.
         path = content / "python" if (content / "python").is_dir() else content
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
+        self.r.refs[logical_id] = self.arn("lambda", f"layer:{self.physical_name(logical_id)}:1")
+
+    def function(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve({k: v for k, v in props.items() if k != "Code"})
+        name = str(p.get("FunctionName") or self.physical_name(logical_id))
+        env = {k: _as_env_string(v) for k, v in ((p.get("Environment") or {}).get("Variables") or {}).items()}
+        role_arn = str(p["Role"])
+        answer = self.aws.client("lambda").create_function(
+            FunctionName=name,
+            Runtime=str(p.get("Runtime", "python3.11")),
+            Role=role_arn,
+            Handler=str(p["Handler"]),
+            Code={"ZipFile": DUMMY_ZIP},
+            Description=str(p.get("Description", "")),
+            MemorySize=int(p.get("MemorySize", 128)),
+            Timeout=int(p.get("Timeout", 3)),
+            Environment={"Variables": env},
+        )
+        self.function_names[logical_id] = name
+        self.function_envs[logical_id] = env
+        self.function_roles[logical_id] = iam_local.session_for_role(role_arn)
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": answer["FunctionArn"]}
+
+    def permission(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        kwargs = {"FunctionName": p["FunctionName"], "StatementId": logical_id, "Action": p["Action"]}
+        kwargs["Principal"] = p["Principal"]
+        if "SourceArn" in p:
+            kwargs["SourceArn"] = p["SourceArn"]
+        self.aws.client("lambda").add_permission(**kwargs)
+        self.r.refs[logical_id] = logical_id
+
+    def event_source_mapping(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        arn = str(p["EventSourceArn"])
+        if arn not in self.queue_arns:
+            raise DeployError(f"{logical_id}: only SQS queues of this template run locally ({arn})")
+        function_id = self.function_logical_id(str(p["FunctionName"]))
+        fn = self.template["Resources"][function_id]["Properties"]
+        scaling = p.get("ScalingConfig") or {}
+        self.event_sources.append(
+            SqsEventSource(
+                function_logical_id=function_id,
+                function_name=self.function_names[function_id],
+                queue_url=self.queue_arns[arn],
+                queue_arn=arn,
+                batch_size=int(p.get("BatchSize", 10)),
+                report_batch_item_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
+                maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
+                code_dir=self.translated.code_dir(fn["Code"]),
+                handler=str(fn["Handler"]),
+                timeout_s=float(self.r.resolve(fn.get("Timeout", 3))),
+                role=self.function_roles[function_id],
+            )
+        )
+        self.r.refs[logical_id] = str(uuid.uuid4())
+
+    def rule(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        name = str(p.get("Name") or self.physical_name(logical_id))
+        if "ScheduleExpression" in p:
+            # Schedules run as local timers; their targets are this template's functions.
+            every = _rate_seconds(str(p["ScheduleExpression"]))
+            for target in p.get("Targets") or []:
+                function_id = self.function_logical_id(str(target["Arn"]))
+                self.schedules.append(ScheduledInvoke(function_id, self.function_names[function_id], every))
+        else:
+            events = self.aws.client("events")
+            bus = str(p.get("EventBusName") or "default")
+            events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(p["EventPattern"]), State="ENABLED")
+            targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in p.get("Targets") or []]
+            if targets:
+                events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        self.r.refs[logical_id] = name
+        self.r.attrs[logical_id] = {"Arn": self.arn("events", f"rule/{name}")}
+
+    def state_machine(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        p = self.r.resolve(dict(props))
+        if "DefinitionString" not in p:
+            raise DeployError(f"{logical_id}: needs a DefinitionString (local definitions are inlined)")
+        substitutions = {k: str(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            return substitutions.get(match.group(1), match.group(0))
+
+        definition = _SUB_VAR.sub(substitute, str(p["DefinitionString"]))
+        name = str(p.get("StateMachineName") or self.physical_name(logical_id, limit=80))
+        arn = self.aws.client("stepfunctions").create_state_machine(
+            name=name,
+            definition=json.dumps(json.loads(definition)),
+            roleArn=str(p["RoleArn"]),
+            type=str(p.get("StateMachineType", "STANDARD")),
+        )["stateMachineArn"]
+        self.r.refs[logical_id] = arn
+        self.r.attrs[logical_id] = {"Arn": arn, "Name": name}
+
+    def rest_api(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        body = self.r.resolve(dict(props.get("Body") or {}))
+        for path, operations in (body.get("paths") or {}).items():
+            for method, operation in operations.items():
+                integration = operation.get("x-amazon-apigateway-integration") or {}
+                uri = str(integration.get("uri", ""))
+                match = re.search(r"/functions/(arn:[^/]+)/invocations", uri)
+                if match is None:
+                    raise DeployError(
+                        f"{logical_id} {method.upper()} {path}: only Lambda proxy integrations run locally"
+                    )
+                function_id = self.function_logical_id(match.group(1))
+                if self.api_function not in (None, function_id):
+                    raise DeployError("more than one function serves the Api; api_front serves one handler")
+                self.api_function = function_id
+                verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                self.routes.append(ApiRoute(method=verb, resource=path))
+        self.r.refs[logical_id] = "local"
+        self.r.attrs[logical_id] = {"RootResourceId": "local"}
+
+    def api_part(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        """Deployment, stage, usage plan, key: the local front plays these (gateway_auth)."""
+        p = self.r.resolve(dict(props))
+        self.r.refs[logical_id] = str(p.get("StageName") or logical_id)
 
     def table(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
-        name = p.get("TableName") or self.physical_name(logical_id)
+        name = p.get("TableName") or self.physical_name(logical_id, limit=255)
         ddb = self.aws.client("dynamodb")
         kwargs: dict[str, Any] = {
             "TableName": name,
@@ -439,7 +569,7 @@ class _Deployer:
 
     def topic(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
-        name = p.get("TopicName") or self.physical_name(logical_id)
+        name = p.get("TopicName") or self.physical_name(logical_id, limit=256)
         attributes = {"DisplayName": p["DisplayName"]} if "DisplayName" in p else {}
         arn = self.aws.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         self.r.refs[logical_id] = arn
@@ -454,7 +584,7 @@ class _Deployer:
 
     def secret(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
-        name = p.get("Name") or self.physical_name(logical_id)
+        name = p.get("Name") or self.physical_name(logical_id, limit=512)
         value = p.get("SecretString", "")
         if "GenerateSecretString" in p:
             value = _generated_secret(p["GenerateSecretString"])
@@ -468,8 +598,10 @@ class _Deployer:
     def kms_key(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
         kms = self.aws.client("kms")
-        created = kms.create_key(Description=p.get("Description", logical_id), KeyUsage="ENCRYPT_DECRYPT")
-        metadata = created["KeyMetadata"]
+        kwargs: dict[str, Any] = {"Description": p.get("Description", logical_id), "KeyUsage": "ENCRYPT_DECRYPT"}
+        if "KeyPolicy" in p:
+            kwargs["Policy"] = json.dumps(p["KeyPolicy"])
+        metadata = kms.create_key(**kwargs)["KeyMetadata"]
         if p.get("EnableKeyRotation"):
             kms.enable_key_rotation(KeyId=metadata["KeyId"])
         self.r.refs[logical_id] = metadata["KeyId"]
@@ -477,7 +609,7 @@ class _Deployer:
 
     def queue(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
-        name = p.get("QueueName") or self.physical_name(logical_id)
+        name = p.get("QueueName") or self.physical_name(logical_id, limit=80)
         attributes: dict[str, str] = {}
         for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
             if key in p:
@@ -521,7 +653,7 @@ class _Deployer:
 
     def alarm(self, logical_id: str, props: Mapping[str, Any]) -> None:
         p = self.r.resolve(dict(props))
-        name = p.get("AlarmName") or self.physical_name(logical_id)
+        name = p.get("AlarmName") or self.physical_name(logical_id, limit=255)
         keys = (
             "AlarmDescription",
             "Namespace",
@@ -546,136 +678,39 @@ class _Deployer:
         self.aws.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
         self.r.refs[logical_id] = name
 
-    def queues(self, resources: Mapping[str, Any]) -> None:
-        # A queue may name its dead-letter queue by GetAtt: create those it refers to first.
-        pending = [lid for lid, res in resources.items() if res["Type"] == "AWS::SQS::Queue"]
-        while pending:
-            deferred = []
-            for logical_id in pending:
-                try:
-                    self.queue(logical_id, resources[logical_id].get("Properties") or {})
-                except DeployError:
-                    deferred.append(logical_id)
-            if len(deferred) == len(pending):
-                raise DeployError(f"queues refer to something that is never created: {deferred}")
-            pending = deferred
-
-    def function_environment(self, props: Mapping[str, Any]) -> dict[str, str]:
-        merged: dict[str, Any] = {}
-        merged.update(((self.globals_fn.get("Environment") or {}).get("Variables")) or {})
-        merged.update(((props.get("Environment") or {}).get("Variables")) or {})
-        return {k: _as_env_string(self.r.resolve(v)) for k, v in merged.items()}
-
-    def function(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        def prop(key: str, default: Any = None) -> Any:
-            return self.r.resolve(props.get(key, self.globals_fn.get(key, default)))
-
-        name = str(prop("FunctionName") or self.physical_name(logical_id))
-        env = self.function_environment(props)
-        self.aws.client("lambda").create_function(
-            FunctionName=name,
-            Runtime=prop("Runtime", "python3.11"),
-            Role=DUMMY_ROLE_ARN,
-            Handler=prop("Handler"),
-            Code={"ZipFile": DUMMY_ZIP},
-            Description=str(prop("Description", "")),
-            MemorySize=int(prop("MemorySize", 128)),
-            Timeout=int(prop("Timeout", 3)),
-            Environment={"Variables": env},
-        )
-        self.function_names[logical_id] = name
-        self.function_envs[logical_id] = env
-        self.r.refs[logical_id] = name
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") == "SQS":
-                code_dir = (self.root / str(props["CodeUri"])).resolve()
-                self.sqs_event(
-                    logical_id,
-                    name,
-                    event.get("Properties") or {},
-                    code_dir,
-                    str(prop("Handler")),
-                    float(prop("Timeout", 3)),
-                )
-                continue
-            if event.get("Type") == "Schedule":
-                every = _rate_seconds(str(self.r.resolve((event.get("Properties") or {})["Schedule"])))
-                self.schedules.append(ScheduledInvoke(logical_id, name, every))
-                continue
-            if event.get("Type") != "Api":
-                continue
-            ep = event.get("Properties") or {}
-            self.routes.append(ApiRoute(method=str(ep["Method"]).upper(), resource=str(ep["Path"])))
-            if self.api_function not in (None, logical_id):
-                raise DeployError("more than one function has Api events; api_front serves one handler")
-            self.api_function = logical_id
-
-    def sqs_event(
-        self,
-        logical_id: str,
-        function_name: str,
-        props: Mapping[str, Any],
-        code_dir: Path,
-        handler: str,
-        timeout_s: float,
-    ) -> None:
-        arn = str(self.r.resolve(props["Queue"]))
-        scaling = self.r.resolve(props.get("ScalingConfig") or {})
-        if arn not in self.queue_arns:
-            raise DeployError(f"{logical_id}: SQS event on a queue this template does not create ({arn})")
-        self.event_sources.append(
-            SqsEventSource(
-                function_logical_id=logical_id,
-                function_name=function_name,
-                queue_url=self.queue_arns[arn],
-                queue_arn=arn,
-                batch_size=int(self.r.resolve(props.get("BatchSize", 10))),
-                report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
-                code_dir=code_dir,
-                handler=handler,
-                timeout_s=timeout_s,
-            )
-        )
-
-    def register_handlers(self) -> None:
-        resources = self.template["Resources"]
-        for logical_id, name in self.function_names.items():
-            props = resources[logical_id].get("Properties") or {}
-            code_dir = (self.root / str(props["CodeUri"])).resolve()
-            module_name = f"fn_{code_dir.name}_{str(props['Handler']).rpartition('.')[0].replace('.', '_')}"
-            handler = import_handler(code_dir, str(props["Handler"]), module_name)
-            self.handlers[logical_id] = handler
-            registry.register(name, handler)
-
-    def state_machine(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        if "DefinitionUri" in props:
-            source = self.root / str(props["DefinitionUri"])
-            text = source.read_text(encoding="utf-8")
-            is_yaml = source.suffix in (".yaml", ".yml")
-        elif "Definition" in props:
-            text, is_yaml = json.dumps(props["Definition"]), False
-        else:
-            raise DeployError(f"{logical_id}: needs DefinitionUri or Definition")
-        substitutions = {k: str(self.r.resolve(v)) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
-
-        def substitute(match: re.Match[str]) -> str:
-            return substitutions.get(match.group(1), match.group(0))
-
-        text = _SUB_VAR.sub(substitute, text)
-        definition = yaml.safe_load(text) if is_yaml else json.loads(text)
-        name = self.r.attrs[logical_id]["Name"]
-        kwargs: dict[str, Any] = {
-            "name": name,
-            "definition": json.dumps(definition),
-            "roleArn": DUMMY_ROLE_ARN,
-            "type": str(self.r.resolve(props.get("Type", "STANDARD"))),
-        }
-        arn = self.aws.client("stepfunctions").create_state_machine(**kwargs)["stateMachineArn"]
-        if arn != self.r.refs[logical_id]:
-            raise DeployError(f"{logical_id}: ARN {arn} differs from the one handed out {self.r.refs[logical_id]}")
-
     # ----------------------------------------------------------------- driver
+
+    def creators(self) -> dict[str, Callable[[str, Mapping[str, Any]], None]]:
+        api_parts = dict.fromkeys(
+            (
+                "AWS::ApiGateway::Deployment",
+                "AWS::ApiGateway::Stage",
+                "AWS::ApiGateway::UsagePlan",
+                "AWS::ApiGateway::ApiKey",
+                "AWS::ApiGateway::UsagePlanKey",
+            ),
+            self.api_part,
+        )
+        return {
+            "AWS::IAM::Role": self.role,
+            "AWS::Lambda::LayerVersion": self.layer,
+            "AWS::Lambda::Function": self.function,
+            "AWS::Lambda::Permission": self.permission,
+            "AWS::Lambda::EventSourceMapping": self.event_source_mapping,
+            "AWS::Events::Rule": self.rule,
+            "AWS::StepFunctions::StateMachine": self.state_machine,
+            "AWS::ApiGateway::RestApi": self.rest_api,
+            **api_parts,
+            "AWS::DynamoDB::Table": self.table,
+            "AWS::SNS::Topic": self.topic,
+            "AWS::Events::EventBus": self.event_bus,
+            "AWS::SecretsManager::Secret": self.secret,
+            "AWS::KMS::Key": self.kms_key,
+            "AWS::SQS::Queue": self.queue,
+            "AWS::S3::Bucket": self.bucket,
+            "AWS::S3::BucketPolicy": self.bucket_policy,
+            "AWS::CloudWatch::Alarm": self.alarm,
+        }
 
     def run(self) -> DeployedStack:
         self.r.evaluate_conditions(self.template.get("Conditions") or {})
@@ -684,35 +719,13 @@ class _Deployer:
             for logical_id, res in (self.template.get("Resources") or {}).items()
             if "Condition" not in res or self.r.conditions[res["Condition"]]
         }
-        unknown = {r["Type"] for r in resources.values()} - set(_ORDER)
+        creators = self.creators()
+        unknown = {r["Type"] for r in resources.values()} - set(creators)
         if unknown:
             raise DeployError(f"resource types not supported locally: {sorted(unknown)}")
-        self.precompute_ids(resources)
-        for logical_id, res in resources.items():
-            if res["Type"] == "AWS::Serverless::StateMachine":
-                self.precompute_state_machine(logical_id, res.get("Properties") or {})
-        creators: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
-            "AWS::Serverless::LayerVersion": self.layer,
-            "AWS::DynamoDB::Table": self.table,
-            "AWS::SNS::Topic": self.topic,
-            "AWS::Events::EventBus": self.event_bus,
-            "AWS::SecretsManager::Secret": self.secret,
-            "AWS::KMS::Key": self.kms_key,
-            "AWS::S3::Bucket": self.bucket,
-            "AWS::S3::BucketPolicy": self.bucket_policy,
-            "AWS::CloudWatch::Alarm": self.alarm,
-            "AWS::Serverless::Function": self.function,
-            "AWS::Serverless::StateMachine": self.state_machine,
-        }
-        for kind in _ORDER:
-            if kind in _SKIPPED:
-                continue
-            if kind == "AWS::SQS::Queue":
-                self.queues(resources)
-                continue
-            for logical_id, res in resources.items():
-                if res["Type"] == kind:
-                    creators[kind](logical_id, res.get("Properties") or {})
+        for logical_id in creation_order(resources):
+            res = resources[logical_id]
+            creators[res["Type"]](logical_id, res.get("Properties") or {})
 
         environment = self.environment_union()
         if self.apply_environment:
@@ -721,6 +734,18 @@ class _Deployer:
             # After the env is set: handler modules may read settings at import.
             self.register_handlers()
         return self.result(resources, environment)
+
+    def register_handlers(self) -> None:
+        functions = self.template["Resources"]
+        for logical_id, name in self.function_names.items():
+            props = functions[logical_id]["Properties"]
+            code_dir = self.translated.code_dir(props["Code"])
+            module_name = f"fn_{code_dir.name}_{str(props['Handler']).rpartition('.')[0].replace('.', '_')}"
+            handler = as_role(
+                import_handler(code_dir, str(props["Handler"]), module_name), self.function_roles[logical_id]
+            )
+            self.handlers[logical_id] = handler
+            registry.register(name, handler)
 
     def environment_union(self) -> dict[str, str]:
         union: dict[str, str] = {}
@@ -734,8 +759,8 @@ class _Deployer:
                 union[key] = value
         return union
 
-    def api_auth(self, resources: Mapping[str, Any]) -> ApiAuth | None:
-        apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]
+    def api_auth(self) -> ApiAuth | None:
+        apis = [r for r in (self.source.get("Resources") or {}).values() if r.get("Type") == "AWS::Serverless::Api"]
         # Unresolved on purpose: the authorizer is named by its logical id (Fn::GetAtt), as the template says.
         return api_auth_of(dict(apis[0].get("Properties") or {})) if apis else None
 
@@ -764,16 +789,58 @@ class _Deployer:
             handlers=self.handlers,
             api_routes=self.routes,
             api_function=self.api_function,
-            api_auth=self.api_auth(resources),
+            api_auth=self.api_auth(),
             event_sources=self.event_sources,
             schedules=self.schedules,
             queue_urls=self.queue_urls,
+            roles=self.roles,
+            template=self.template,
             table_name=first("AWS::DynamoDB::Table"),
             topic_arn=first("AWS::SNS::Topic"),
             event_bus_name=first("AWS::Events::EventBus"),
-            state_machine_arn=first("AWS::Serverless::StateMachine"),
+            state_machine_arn=first("AWS::StepFunctions::StateMachine"),
             secret_arn=first("AWS::SecretsManager::Secret"),
         )
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids (and pseudo parameters) a property value refers to."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    elif isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                found.add(arg)
+            elif key == "Fn::GetAtt":
+                found.add(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+                found |= {name.split(".", 1)[0] for name in _SUB_VAR.findall(str(text)) if name not in variables}
+                found |= _references(variables)
+            else:
+                found |= _references(arg)
+    return found
+
+
+def creation_order(resources: Mapping[str, Any]) -> list[str]:
+    """Every resource after those it refers to or depends on (CloudFormation's order)."""
+    needs: dict[str, set[str]] = {}
+    for logical_id, res in resources.items():
+        depends = res.get("DependsOn") or []
+        depends = [depends] if isinstance(depends, str) else list(depends)
+        needs[logical_id] = (_references(res.get("Properties") or {}) | set(depends)) & set(resources)
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(resources):
+        ready = sorted(lid for lid in resources if lid not in done and needs[lid] <= done)
+        if not ready:
+            stuck = sorted(lid for lid in resources if lid not in done)
+            raise DeployError(f"resources refer to each other in a circle: {stuck}")
+        order.extend(ready)
+        done.update(ready)
+    return order
 
 
 def create_observers(aws: EmbeddedAws, stack: DeployedStack) -> None:
@@ -819,9 +886,10 @@ def deploy(
     environment goes into os.environ; without it, it is only computed.
     """
     path = Path(template_path).resolve()
-    template = load_template(path)
-    values = _parameter_values(template, parameters or {})
-    deployer = _Deployer(aws, template, path.parent, stack_name, values, import_handlers, apply_environment)
+    source = load_template(path)
+    values = _parameter_values(source, parameters or {})
+    translated = translate(path, values, region=aws.region, account_id=ACCOUNT_ID, stack_name=stack_name)
+    deployer = _Deployer(aws, translated, source, stack_name, values, import_handlers, apply_environment)
     stack = deployer.run()
     if observers:
         create_observers(aws, stack)

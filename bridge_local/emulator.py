@@ -27,6 +27,9 @@ import boto3
 import httpx
 from moto.server import ThreadedMotoServer
 
+from bridge_local import iam
+from bridge_local.quotas import install_quotas
+
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 ROLE_NAME = "video-bridge-local"
@@ -434,23 +437,26 @@ def install_client_reuse() -> None:
     original = boto_client_module.boto_client_for
     if getattr(original, "__bridge_original__", None) is not None:
         return
-    clients: dict[tuple[str, str, str, bool], Any] = {}
+    clients: dict[tuple[str, str, str, bool, str], Any] = {}
     lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         # Same parameter names as moto's function: the interpreter passes them by keyword. Made as
-        # moto makes them (dummy keys, no retries, the task's own timeouts; state_credentials is
-        # unused there too), with a pool for the hundreds of executions that share each client.
+        # moto makes them (no retries, the task's own timeouts), signed with the execution's role
+        # as Step Functions does (moto signs with dummy keys), with a pool for the hundreds of
+        # executions that share each client.
         stubbed = botocore_stubber.enabled
-        key = (region, service, moto_server_port(), stubbed)
+        session = iam.session_for_role(getattr(state_credentials, "role_arn", None))
+        key = (region, service, moto_server_port(), stubbed, session.access_key_id if session else "")
         with lock:
             client = clients.get(key)
             if client is None:
                 client = clients[key] = boto3.client(
                     service,
                     region_name=region,
-                    aws_access_key_id="ak",
-                    aws_secret_access_key="sk",
+                    aws_access_key_id=session.access_key_id if session else iam.ADMIN_ACCESS_KEY,
+                    aws_secret_access_key=session.secret_access_key if session else iam.ADMIN_ACCESS_KEY,
+                    aws_session_token=session.session_token if session else None,
                     endpoint_url=None if stubbed else f"http://localhost:{key[2]}",
                     config=Config(
                         parameter_validation=False,
@@ -620,6 +626,9 @@ class EmbeddedAws:
         install_jsonpath_cache()
         install_dispatch_cache()
         install_dynamodb_request_lock()
+        install_quotas()
+        iam.install_enforcement()
+        iam.install_client_credentials()
         # Werkzeug logs every request at INFO; the local run wants to show events, not that.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
@@ -652,6 +661,9 @@ class EmbeddedAws:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_PROFILE": None,
             "AWS_SESSION_TOKEN": None,
+            # The roles SAM generates attach AWS managed policies (AWSLambdaBasicExecutionRole and
+            # others); moto knows their documents only when asked to load them.
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
         }
 
     def _own_environ(self) -> None:

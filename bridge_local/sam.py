@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,8 @@ def translate(
         "AWS::Partition": partition,
         "AWS::StackName": stack_name,
     }
+    # The translator warns about feature toggles only its hosted service has; nothing to act on here.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     managed = get_bundled_managed_policy_map(partition) or {}
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     try:

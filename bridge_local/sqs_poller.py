@@ -25,6 +25,7 @@ import boto3
 
 from bridge_local.deployer import Handler, SqsEventSource, import_handler
 from bridge_local.emulator import LambdaContext
+from bridge_local.iam import running_as
 
 # Lambda starts with 5 concurrent batches per SQS event source when no maximum is set; the local
 # stack caps workers to keep one process's thread count sane.
@@ -89,6 +90,12 @@ class SqsPoller:
         return import_handler(self.source.code_dir, self.source.handler, module)
 
     def _run(self) -> None:
+        # As Lambda does, the mapping receives and deletes with the function's execution role, and
+        # the function runs with it.
+        with running_as(self.source.role):
+            self._poll_until_stopped()
+
+    def _poll_until_stopped(self) -> None:
         # Own session and clients: boto3 sessions are not thread-safe.
         session = boto3.session.Session()
         sqs, lam = session.client("sqs"), session.client("lambda")
