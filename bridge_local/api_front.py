@@ -3,11 +3,17 @@
 moto does not run API Gateway → Lambda proxy integrations, so this does the job
 `sam local start-api` does: HTTP request → proxy event → handler → HTTP response.
 
-What API Gateway refuses before any function runs is refused here too, in Router One's error
-envelope: bodies over its 10 MB payload limit (413), unreadable framing (400: a bad or conflicting
-Content-Length, a broken chunked body; 501 for other transfer codings), and whatever http.server
-itself rejects (a malformed request line, an over-long URI or header, an unknown method). Bodies
-may come with Content-Length or chunked; the handler sees the decoded bytes as one body.
+What API Gateway answers itself is answered here the same way, from the API's own gateway
+responses (the translated template's `x-amazon-apigateway-gateway-responses`, see
+`gateway_responses`): a path or method the API does not declare is MISSING_AUTHENTICATION_TOKEN
+(403) before any authorizer or key check; a function that has not answered after the integration
+timeout (29 s) is INTEGRATION_TIMEOUT (504) while it keeps running; the authorizer's and key
+check's refusals (`gateway_auth`) and an event too large for Lambda are rendered the same way.
+A body over the 10 MiB payload limit is refused before all that with AWS's own 413 text, which no
+gateway response changes. Unreadable framing (400: a bad or conflicting Content-Length, a broken
+chunked body; 501 for other transfer codings) and whatever http.server itself rejects (a
+malformed request line, an over-long URI or header) get Router One's error envelope. Bodies may
+come with Content-Length or chunked; the handler sees the decoded bytes as one body.
 """
 
 from __future__ import annotations
@@ -30,12 +36,27 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bridge_local.emulator import ACCOUNT_ID, LambdaContext
+from bridge_local.gateway_responses import (
+    GatewayAnswer,
+    GatewayRefusal,
+    GatewayRequest,
+    GatewayResponses,
+    missing_token_message,
+)
 
 Handler = Callable[[Any, Any], Any]
 
 INTERNAL_ERROR = {"error": {"message": "internal error", "type": "api_error", "code": "internal_error"}}
 # API Gateway REST's payload limit: larger requests never reach the function.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# What API Gateway's front end answers past that limit, before any gateway response applies (seen
+# from deployed REST APIs: plain text, and a REQUEST_TOO_LARGE response does not change it).
+TOO_LONG_STATUS = 413
+TOO_LONG_HEADERS = [("Content-Type", "text; charset=utf-8")]
+TOO_LONG_BODY = f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes.".encode()
+# REST API's default integration timeout. Only tests shorten it (ApiFront's integration_timeout_s);
+# the local run keeps AWS's.
+INTEGRATION_TIMEOUT_S = 29.0
 # Past the limit the body is still read (and dropped) up to this much, so the client, which sends
 # its whole body before it reads, gets the 413 instead of a reset connection; beyond it we hang up.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
@@ -83,27 +104,30 @@ class _Match:
     path_parameters: dict[str, str]
 
 
-def _match(routes: Sequence[ApiRoute], method: str, path: str) -> tuple[_Match | None, bool]:
-    """Return the best route for (method, path) and whether the path matched any route at all."""
-    path_known = False
+def _match(routes: Sequence[ApiRoute], method: str, path: str) -> _Match | None:
+    """The route for (method, path): the most specific resource matching the path, then the method
+    on that resource (API Gateway does not try a less specific resource for a missing method)."""
     for route in sorted(routes, key=ApiRoute.specificity):
         found = route.pattern().fullmatch(path.rstrip("/") or "/")
         if found is None:
             continue
-        path_known = True
-        if route.method in ("ANY", method):
-            return _Match(route, {k: unquote(v) for k, v in found.groupdict().items()}), True
-    return None, path_known
-
-
-def _not_found(message: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": "not_found"}}).encode()
+        same_resource = [r for r in routes if r.resource == route.resource]
+        chosen = next((r for r in same_resource if r.method == method), None)
+        chosen = chosen or next((r for r in same_resource if r.method == "ANY"), None)
+        if chosen is None:
+            return None
+        return _Match(chosen, {k: unquote(v) for k, v in found.groupdict().items()})
+    return None
 
 
 def _transport_error(status: int, message: str) -> bytes:
     kind = "api_error" if status >= 500 else "invalid_request_error"
     code = _TRANSPORT_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
     return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
+
+
+class IntegrationTimeout(Exception):
+    """The handler did not answer within the integration timeout."""
 
 
 class TransportError(Exception):
@@ -203,12 +227,17 @@ class ApiFront:
         stage: str = "dev",
         function_name: str = "api",
         region: str = "us-east-1",
+        gateway_responses: GatewayResponses | None = None,
+        integration_timeout_s: float = INTEGRATION_TIMEOUT_S,
     ) -> None:
         self.handler = handler
         self.routes = list(routes)
         self.stage = stage
         self.function_name = function_name
         self.region = region
+        # None: an API that declares no gateway response, so AWS's own answers.
+        self.gateway_responses = gateway_responses or GatewayResponses()
+        self.integration_timeout_s = integration_timeout_s
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -305,15 +334,18 @@ class ApiFront:
             raw_body = read_body(request)
         except TransportError as exc:
             request.close_connection = request.close_connection or not exc.keep_alive
+            if exc.status == TOO_LONG_STATUS:
+                return TOO_LONG_STATUS, [*TOO_LONG_HEADERS, ("x-amzn-RequestId", request_id)], TOO_LONG_BODY
             headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
             return exc.status, headers, _transport_error(exc.status, exc.message)
 
-        found, path_known = _match(self.routes, method, path)
+        found = _match(self.routes, method, path)
         handler = (found.route.handler or self.handler) if found else None
         if found is None or handler is None:
-            message = f"no route for {method} {path}" if not path_known else f"{method} is not allowed on {path}"
-            headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
-            return 404, headers, _not_found(message)
+            # No such resource or method: API Gateway answers before any authorizer or key check.
+            headers = dict(request.headers.items())
+            message = missing_token_message(headers)
+            return self.gateway_answer("MISSING_AUTHENTICATION_TOKEN", message, request, split.query, {}, request_id)
 
         event = self.build_event(request, found, method, path, split.query, raw_body, request_id)
         context = LambdaContext(
@@ -323,14 +355,65 @@ class ApiFront:
             memory_limit_in_mb=256,
             timeout_s=29.0,  # API Gateway's integration timeout
         )
+        params = found.path_parameters
         try:
-            result = handler(event, context)
+            result = self.integrate(handler, event, context, f"{method} {path}")
             status, headers, body = self.render(result)
+        except GatewayRefusal as refusal:
+            return self.gateway_answer(refusal.response_type, refusal.message, request, split.query, params, request_id)
+        except IntegrationTimeout:
+            return self.gateway_answer("INTEGRATION_TIMEOUT", None, request, split.query, params, request_id)
         except Exception as exc:  # any crash is a 500 envelope, never a trace
             print(f"[api] {method} {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status, headers = 500, [("Content-Type", "application/json")]
             body = json.dumps(INTERNAL_ERROR).encode()
         return status, [*headers, ("x-amzn-RequestId", request_id)], body
+
+    def integrate(self, handler: Handler, event: dict[str, Any], context: Any, what: str) -> Any:
+        """Call the handler as API Gateway calls its integration: give up after the integration
+        timeout (the function runs on regardless, as a Lambda invoke does); this request's thread
+        waits, the front's others go on."""
+        outcome: list[tuple[bool, Any]] = []
+        done, gave_up = threading.Event(), threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, handler(event, context)))
+            except BaseException as exc:  # raised in the waiting request's thread
+                outcome.append((False, exc))
+                if gave_up.is_set():  # nobody waits for it any more: say so
+                    print(f"[api] {what}, after the integration timeout: {exc!r}", file=sys.stderr)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="api-integration", daemon=True).start()
+        if not done.wait(self.integration_timeout_s):
+            gave_up.set()
+            print(f"[api] {what}: no answer in {self.integration_timeout_s:g} s (integration timeout)", file=sys.stderr)
+            raise IntegrationTimeout(what)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    def gateway_answer(
+        self,
+        response_type: str,
+        message: str | None,
+        request: BaseHTTPRequestHandler,
+        query: str,
+        path_parameters: dict[str, str],
+        request_id: str,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        gateway_request = GatewayRequest(
+            headers=dict(request.headers.items()),
+            query={k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()},
+            path_parameters=path_parameters,
+            request_id=request_id,
+            stage=self.stage,
+        )
+        answer: GatewayAnswer = self.gateway_responses.render(response_type, message, gateway_request)
+        return answer.status, [*answer.headers, ("x-amzn-RequestId", request_id)], answer.body
 
     def build_event(
         self,

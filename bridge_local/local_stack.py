@@ -16,6 +16,7 @@ from typing import Any
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.gateway_responses import of_stack
 from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
 from bridge_local.sqs_poller import start_pollers
@@ -85,6 +86,8 @@ def start_local_stack(
     if on_event is not None:
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event, readers=event_readers).start()
         cleanup.callback(tail.stop)
-    front = ApiFront(stack.api_front_handler(api_keys), stack.api_routes, stage=stack.stage).start()
+    front = ApiFront(
+        stack.api_front_handler(api_keys), stack.api_routes, stage=stack.stage, gateway_responses=of_stack(stack)
+    ).start()
     cleanup.callback(front.stop)
     return LocalStack(aws=aws, stack=stack, simulator=simulator, receiver=receiver, front=front, api_keys=api_keys)

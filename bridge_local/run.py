@@ -32,6 +32,7 @@ from bridge_local.deployer import (
     webhook_signing_secret,
 )
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.gateway_responses import of_stack
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
 from bridge_local.schedules import start_schedulers
 from bridge_local.sqs_poller import start_pollers
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stage=stack.stage,
                 function_name=api_name,
                 region=stack.region,
+                gateway_responses=of_stack(stack),
             ).start()
             cleanup.callback(front.stop)
 

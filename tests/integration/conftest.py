@@ -18,6 +18,7 @@ import pytest
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
 from bridge_local.emulator import EmbeddedAws
+from bridge_local.gateway_responses import of_stack
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
@@ -178,7 +179,9 @@ def bridge() -> Iterator[LocalBridge]:
         events = EventLog()
         tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
         cleanup.callback(tail.stop)
-        front = ApiFront(stack.api_front_handler(API_KEYS), stack.api_routes, stage=stack.stage).start()
+        front = ApiFront(
+            stack.api_front_handler(API_KEYS), stack.api_routes, stage=stack.stage, gateway_responses=of_stack(stack)
+        ).start()
         cleanup.callback(front.stop)
         api = httpx.Client(base_url=front.url, timeout=30, headers={"Authorization": f"Bearer {BRIDGE_API_KEY}"})
         # The CLI reads its key from the environment, as a user's shell would provide it.

@@ -554,13 +554,12 @@ def test_api_front_base64_encodes_binary_bodies_both_ways(front: tuple[ApiFront,
     assert base64.b64decode(seen[-1]["body"]) == b"\xff\xfe"
 
 
-def test_api_front_answers_unknown_routes_with_the_error_envelope(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
+def test_api_front_answers_unknown_routes_as_api_gateway_does(front: tuple[ApiFront, list[dict[str, Any]]]) -> None:
     api, seen = front
 
+    # This front has no gateway responses: AWS's own answer (the template's: tests/unit/test_gateway_responses.py).
     for response in (httpx.get(f"{api.url}/v2/nothing"), httpx.delete(f"{api.url}/v1/videos/generations/v_1")):
-        assert response.status_code == 404
-        assert response.json()["error"]["type"] == "invalid_request_error"
-        assert response.json()["error"]["code"] == "not_found"
+        assert (response.status_code, response.json()) == (403, {"message": "Missing Authentication Token"})
     assert seen == []
 
 
