@@ -178,7 +178,11 @@ def main(argv: list[str]) -> int:
             copy = Path(scratch) / definition.name
             copy.write_text(text, encoding="utf-8")
             flag = "--json-path" if definition.suffix == ".json" else "--yaml-path"
-            run = subprocess.run([validator, flag, str(copy)], capture_output=True, text=True, check=False)
+            try:
+                run = subprocess.run([validator, flag, str(copy)], capture_output=True, text=True, check=False)
+            except OSError as exc:  # not installed, or not executable: one line, not a traceback
+                print(f"asl: cannot run {validator}: {exc.strerror}", file=sys.stderr)
+                return 1
             report = (run.stdout + run.stderr).replace(str(copy), str(shown)).strip()
             print(report or f"asl-validator exited {run.returncode} on {shown}")
             failed = failed or run.returncode != 0
