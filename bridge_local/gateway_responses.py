@@ -208,14 +208,7 @@ def of_template(
 
 
 def of_stack(stack: Any) -> GatewayResponses:
-    """The gateway responses of a locally deployed stack, from the translated template the deployer
-    keeps (`DeployedStack.template`); AWS's own answers if it has no RestApi."""
-    template = getattr(stack, "template", None)
-    if template is None:
-        # Glue for a deployer that does not keep the translated template: translate template.yaml
-        # with the stack's parameters. Goes once the deployer deploys from the translation.
-        from bridge_local.deployer import DEFAULT_TEMPLATE
-
-        return of_template(DEFAULT_TEMPLATE, stack.parameters, region=stack.region, stack_name=stack.stack_name)
-    bodies = list(rest_api_bodies(template).values())
+    """The gateway responses of a locally deployed stack (a `DeployedStack`), from the translated
+    template it was deployed from; AWS's own answers if it has no RestApi."""
+    bodies = list(rest_api_bodies(stack.template).values())
     return GatewayResponses.from_body(bodies[0]) if len(bodies) == 1 else GatewayResponses()
