@@ -35,6 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
@@ -230,7 +231,16 @@ def _denial(service: str, session: RoleSession, action: str, resource: str) -> E
         f"User: {principal}/{session.role_name} is not authorized to perform: {action} on resource: {resource} "
         f"because no identity-based policy allows the {action} action"
     )
-    error = JsonRESTError(code, message) if json_body else _RESTError(code, message)
+    if json_body:
+        error: Any = JsonRESTError(code, message)
+    else:
+        error = _RESTError(code, message)
+        # AWS's query-protocol errors carry a RequestId, which callers (the Step Functions interpreter
+        # among them) read; moto fills in the placeholder.
+        error.description = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message>"
+            "</Error><RequestId>0</RequestId></ErrorResponse>"
+        )
     error.code = status
     return error
 
