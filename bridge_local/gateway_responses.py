@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Each type's default status and AWS's own message for it (what a caller sees when the API does not
-# declare the type nor a DEFAULT_4XX/5XX). None: AWS sends `"message": null`.
+# Each type's default status (developer guide) and AWS's own message for it: what a caller sees when
+# the API declares neither the type nor a DEFAULT_4XX/5XX. None: AWS sends `"message": null`. The
+# messages of types this API cannot meet (signatures, validators, WAF) are best guesses; the
+# template's static DEFAULT_4XX/5XX replaces them all anyway.
 RESPONSE_TYPES: dict[str, tuple[int, str | None]] = {
     "ACCESS_DENIED": (403, "User is not authorized to access this resource"),
     "API_CONFIGURATION_ERROR": (500, "Internal server error"),
