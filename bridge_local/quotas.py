@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import importlib
 import inspect
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -302,6 +304,18 @@ _EXPECTED: dict[tuple[str, str, str], list[str]] = {
     ],
     ("moto.events.models", "EventsBackend", "put_events"): ["self", "events"],
     ("moto.dynamodb.models.dynamo_type", "LimitedSizeDict", "__setitem__"): ["self", "key", "value"],
+    ("moto.dynamodb.models", "DynamoDBBackend", "update_item"): [
+        "self",
+        "table_name",
+        "key",
+        "update_expression",
+        "expression_attribute_names",
+        "expression_attribute_values",
+        "attribute_updates",
+        "expected",
+        "condition_expression",
+        "return_values_on_condition_check_failure",
+    ],
 }
 
 # Names the checks use besides the patched methods.
@@ -319,11 +333,14 @@ _NEEDED: tuple[tuple[str, str], ...] = (
     ("moto.stepfunctions.parser.asl.eval.event.event_detail", "EventDetails"),
     ("moto.sqs.exceptions", "InvalidParameterValue"),
     ("moto.sqs.exceptions", "BatchRequestTooLong"),
+    ("moto.sqs.exceptions", "SQSException"),
     ("moto.sns.exceptions", "InvalidParameterValue"),
     ("moto.sns.exceptions", "SNSNotFoundError"),
     ("moto.sns.models", "MAXIMUM_MESSAGE_LENGTH"),
     ("moto.events.exceptions", "ValidationException"),
     ("moto.dynamodb.exceptions", "ItemSizeTooLarge"),
+    ("moto.dynamodb.exceptions", "ItemSizeToUpdateTooLarge"),
+    ("moto.dynamodb.exceptions", "DynamodbException"),
     ("moto.dynamodb.models.dynamo_type", "DynamoType"),
 )
 
@@ -590,13 +607,26 @@ def _install_wait_range() -> None:
 # --------------------------------------------------------------------------- SQS, SNS, EventBridge
 
 
+# What XML 1.0 allows, SQS's rule for message bodies: anything else fails as InvalidMessageContents.
+_SQS_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def check_sqs_message(max_bytes: int, body: str, attributes: dict[str, Any] | None) -> None:
     """SendMessage: body plus attributes at most the queue's MaximumMessageSize (by default and
-    at most 1,048,576 bytes, 1 MiB), else InvalidParameterValue (HTTP 400)."""
+    at most 1,048,576 bytes, 1 MiB), else InvalidParameterValue; a body only of the characters
+    XML 1.0 allows (#x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF), else
+    InvalidMessageContents. HTTP 400 for both."""
+    exceptions = importlib.import_module("moto.sqs.exceptions")
+    forbidden = _SQS_FORBIDDEN.search(body)
+    if forbidden is not None:
+        raise exceptions.SQSException(
+            "InvalidMessageContents",
+            f"Invalid binary character '#x{ord(forbidden.group()):X}' was found in the message body, the set of "
+            "allowed characters is #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].",
+        )
     size = utf8_len(body) + message_attributes_size(attributes)
     _seen("sqs.message", size, lambda: body)
     if size > max_bytes:
-        exceptions = importlib.import_module("moto.sqs.exceptions")
         raise exceptions.InvalidParameterValue(
             f"One or more parameters are invalid. Reason: Message must be shorter than {max_bytes} bytes."
         )
@@ -760,3 +790,51 @@ def _install_dynamodb() -> None:
         return __setitem__
 
     _patch_method("moto.dynamodb.models.dynamo_type", "LimitedSizeDict", "__setitem__", make)
+
+    def make_update(original: Any) -> Any:
+        def update_item(
+            self: Any,
+            table_name: str,
+            key: dict[str, dict[str, Any]],
+            update_expression: str,
+            expression_attribute_names: dict[str, Any],
+            expression_attribute_values: dict[str, Any],
+            attribute_updates: dict[str, Any] | None = None,
+            expected: dict[str, Any] | None = None,
+            condition_expression: str | None = None,
+            return_values_on_condition_check_failure: str | None = None,
+        ) -> Any:
+            """An UpdateItem refused for its size changes nothing, as on AWS: moto applies the
+            update's actions one by one, so those before the one that went over stayed."""
+            hash_value: Any = None
+            range_value: Any = None
+            try:
+                table = self.get_table(table_name)
+                hash_value, range_value = self.get_keys_value(table, key)
+            except exceptions.DynamodbException:
+                table = None  # moto's own call below answers that
+            before = table.get_item(hash_value, range_value) if table is not None else None
+            snapshot = copy.deepcopy(before) if before is not None else None
+            try:
+                return original(
+                    self,
+                    table_name,
+                    key,
+                    update_expression,
+                    expression_attribute_names,
+                    expression_attribute_values,
+                    attribute_updates,
+                    expected,
+                    condition_expression,
+                    return_values_on_condition_check_failure,
+                )
+            except (exceptions.ItemSizeTooLarge, exceptions.ItemSizeToUpdateTooLarge):
+                if before is not None and snapshot is not None:
+                    before.attrs = snapshot.attrs
+                elif table is not None:
+                    table.delete_item(hash_value, range_value)  # the key-only item moto made first
+                raise
+
+        return update_item
+
+    _patch_method("moto.dynamodb.models", "DynamoDBBackend", "update_item", make_update)

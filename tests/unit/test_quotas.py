@@ -271,6 +271,18 @@ def test_sqs_messages_count_utf8_bytes_and_attributes_up_to_the_queue_maximum(aw
     assert refusal(excinfo)[:2] == ("InvalidParameterValue", 400)
 
 
+@pytest.mark.parametrize("char", ["\x01", "\x0b", "\x1f", "\ufffe", "\uffff"])
+def test_sqs_refuses_bodies_with_characters_xml_forbids(aws: EmbeddedAws, char: str) -> None:
+    sqs = aws.client("sqs")
+    queue = sqs.create_queue(QueueName=unique("quota"))["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="tab\t cr\r lf\n del\x7f \ufffd \U0001f98a")
+    with pytest.raises(ClientError) as excinfo:
+        sqs.send_message(QueueUrl=queue, MessageBody=f"a{char}b")
+    code, status, message = refusal(excinfo)
+    assert (code, status) == ("InvalidMessageContents", 400)
+    assert f"'#x{ord(char):X}'" in message
+
+
 def test_sqs_batches_are_refused_over_1_mib_in_all(aws: EmbeddedAws) -> None:
     sqs = aws.client("sqs")
     queue = sqs.create_queue(QueueName=unique("quota"))["QueueUrl"]
@@ -392,6 +404,31 @@ def test_updates_are_refused_when_the_item_would_pass_400_kb(aws: EmbeddedAws, t
     with pytest.raises(ClientError) as excinfo:
         set_body({"S": "y" * near}, extra=", c = :c")
     assert refusal(excinfo) == ("ValidationException", 400, "Item size to update has exceeded the maximum allowed size")
+
+
+def test_an_update_refused_for_its_size_changes_nothing(aws: EmbeddedAws, table: str) -> None:
+    ddb = aws.client("dynamodb")
+    ddb.put_item(TableName=table, Item=KEY | {"status": {"S": "running"}})
+    with pytest.raises(ClientError):
+        ddb.update_item(
+            TableName=table,
+            Key=KEY,
+            UpdateExpression="SET #s = :s, big = :big",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "failed"}, ":big": {"S": "x" * ITEM_LIMIT}},
+        )
+    assert ddb.get_item(TableName=table, Key=KEY)["Item"] == KEY | {"status": {"S": "running"}}
+
+    # Nor does one that would have made the item.
+    other = {"pk": {"S": "new"}}
+    with pytest.raises(ClientError):
+        ddb.update_item(
+            TableName=table,
+            Key=other,
+            UpdateExpression="SET big = :big",
+            ExpressionAttributeValues={":big": {"S": "x" * ITEM_LIMIT}},
+        )
+    assert "Item" not in ddb.get_item(TableName=table, Key=other)
 
 
 # --------------------------------------------------------------------------- the patches themselves

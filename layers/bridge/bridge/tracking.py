@@ -5,6 +5,7 @@ How each upstream fault is handled is written up in docs/upstream-faults.md.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,12 @@ CARRIED_KEYS = (CALLER_KEY_FLAG, OWNER_FIELD)
 # A "completed" answer without a url is asked again this many times, at Router One's 3 s floor,
 # before the job ends as failed (missing_video_url): a link that lags its status gets ~6 s to appear.
 MISSING_URL_RETRIES = 2
+# An outcome's error is Router One's own, copied into the job's row (twice: its field and the
+# event's) and into the event every channel carries. Unbounded, a long one went over DynamoDB's
+# 400 KB item or SNS's and Step Functions' 256 KiB, and the outcome could be neither recorded nor
+# published. Real errors are a few hundred bytes; a longer one keeps its type, code and message head.
+MAX_ERROR_BYTES = 8192
+MAX_ERROR_MESSAGE_BYTES = 4096
 
 
 def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopStep:
@@ -281,6 +288,7 @@ def _finish(
     error: dict[str, Any] | None = None,
 ) -> LoopStep:
     settings = get_settings()
+    error = bounded_error(error)
     job = jobs.find_row(state.task_id)
     if job is None:
         # Deleted (or expired) under a running loop: nothing left to record or publish. Raising
@@ -345,6 +353,19 @@ def _publish_step(step: dict[str, Any], job: dict[str, Any], event: dict[str, An
             and "video" not in event["data"],
         }
     )
+
+
+def bounded_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The error as it came if it is at most MAX_ERROR_BYTES as JSON; else its type and code and the
+    head of its message, marked `truncated` (see MAX_ERROR_BYTES for why)."""
+    if error is None or len(json.dumps(error, separators=(",", ":"), default=str).encode()) <= MAX_ERROR_BYTES:
+        return error
+
+    def head(value: Any, limit: int) -> str:
+        return str(value).encode()[:limit].decode(errors="ignore")
+
+    short = {name: head(error[name], 256) for name in ("type", "code") if error.get(name) is not None}
+    return short | {"message": head(error.get("message") or "", MAX_ERROR_MESSAGE_BYTES), "truncated": True}
 
 
 def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:
