@@ -263,6 +263,7 @@ class BridgeFaults:
         from bridge.clients import stepfunctions
         from bridge.lifecycle import CANCEL_OWNER
         from bridge_local.emulator import LambdaFault
+        from bridge_local.iam import running_as
 
         deaths = {
             fault.error_type: fault
@@ -279,7 +280,9 @@ class BridgeFaults:
                 return recorded
             if fault == STOPPED:
                 # Gone for good (as a failed or stopped execution): only the outcome check publishes.
-                stepfunctions().stop_execution(executionArn=execution, cause="fault run: stopped after its outcome")
+                # The stop comes from outside the function (an operator, a failed execution): not its role.
+                with running_as(None):
+                    stepfunctions().stop_execution(executionArn=execution, cause="fault run: stopped after its outcome")
                 self._count("poll killed after recording, execution stopped")
                 raise LambdaFault.timed_out()
             self._count(f"poll killed after recording ({fault})")

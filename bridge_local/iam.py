@@ -24,6 +24,7 @@ each process appends them there so a report can cover a whole test run (`bridge_
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import sys
@@ -102,11 +103,13 @@ def as_role(handler: Handler, session: RoleSession | None) -> Handler:
     if session is None:
         return handler
 
+    # The wrapper looks like the handler (module, name), so code that finds a function's module
+    # through its handler still does.
+    @functools.wraps(handler)
     def run(event: Any, context: Any) -> Any:
         with running_as(session):
             return handler(event, context)
 
-    run.__wrapped__ = handler  # type: ignore[attr-defined]
     return run
 
 
@@ -253,28 +256,13 @@ def _access_key(headers: Any) -> str | None:
     return authorization[start + len("Credential=") :].split("/", 1)[0]
 
 
-class _PolicyCache:
-    """Each session's policies, parsed once (a role's policies do not change after the deploy)."""
+def role_policies(session: RoleSession, account: str, partition: str, headers: Any) -> list[Any]:
+    """The role's inline and attached policies as moto's evaluator reads them, fresh for each call
+    (a grant changed after the deploy counts at once)."""
+    from moto.iam.access_control import AssumedRoleAccessKey, IAMPolicy
 
-    def __init__(self) -> None:
-        self._by_key: dict[str, list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def policies(self, session: RoleSession, account: str, partition: str, headers: Any) -> list[Any]:
-        with self._lock:
-            cached = self._by_key.get(session.access_key_id)
-        if cached is not None:
-            return cached
-        from moto.iam.access_control import AssumedRoleAccessKey, IAMPolicy
-
-        key = AssumedRoleAccessKey(account, partition, session.access_key_id, dict(headers))
-        parsed = [IAMPolicy(policy) for policy in key.collect_policies()]
-        with self._lock:
-            self._by_key[session.access_key_id] = parsed
-        return parsed
-
-
-_policy_cache = _PolicyCache()
+    key = AssumedRoleAccessKey(account, partition, session.access_key_id, dict(headers))
+    return [IAMPolicy(policy) for policy in key.collect_policies()]
 
 
 def is_allowed(policies: list[Any], action: str, resource: str) -> bool:
@@ -327,7 +315,7 @@ def install_enforcement() -> None:
                 params = {}
         where = iam_resources.Where(region=self.region, account=self.current_account)
         checks = iam_resources.requested(self.service_name, self._get_action(), params or {}, resource, where)
-        policies = _policy_cache.policies(session, self.current_account, where.partition, self.headers)
+        policies = role_policies(session, self.current_account, where.partition, self.headers)
         for action, arn in checks:
             decision = Decision(session.role_name, action, arn, is_allowed(policies, action, arn))
             usage.record(decision)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bridge_local.api_front import ApiFront
-from bridge_local.deployer import DEFAULT_TEMPLATE, DeployedStack, deploy, put_router_one_key, webhook_signing_secret
+from bridge_local.deployer import (
+    DEFAULT_STACK_NAME,
+    DEFAULT_TEMPLATE,
+    DeployedStack,
+    deploy,
+    put_router_one_key,
+    webhook_signing_secret,
+)
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.gateway_responses import of_stack
 from bridge_local.receiver import WebhookReceiver
@@ -67,6 +74,7 @@ def start_local_stack(
     event_readers: int = 1,
     callers: int = 1,
     template: Path = DEFAULT_TEMPLATE,
+    stack_name: str = DEFAULT_STACK_NAME,
 ) -> LocalStack:
     """Start everything, registering each stop on `cleanup`; the upstream key is stored as a deploy would."""
     # No X-Ray daemon and no CloudWatch here; the env can still override.
@@ -78,7 +86,7 @@ def start_local_stack(
     cleanup.callback(simulator.stop)
     aws = EmbeddedAws().start()
     cleanup.callback(aws.stop)
-    stack = deploy(aws, template, parameters={"RouterOneBaseUrl": simulator.url, **parameters})
+    stack = deploy(aws, template, parameters={"RouterOneBaseUrl": simulator.url, **parameters}, stack_name=stack_name)
     forget_cached_clients()
     put_router_one_key(aws, stack, upstream_key)
     receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()

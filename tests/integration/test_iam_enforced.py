@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -51,12 +52,9 @@ def template_without(tmp_path: Path, resource: str, is_gone: Callable[[Any], boo
     return path
 
 
-def denials(role_suffix: str, action: str) -> list[iam.Decision]:
-    return [
-        decision
-        for decision in iam.usage.snapshot()
-        if not decision.allowed and decision.role_name.endswith(role_suffix) and decision.action == action
-    ]
+def denials(local: LocalStack, role: str, action: str) -> list[iam.Decision]:
+    role_name = local.stack.roles[role].role_name
+    return [d for d in iam.usage.snapshot() if not d.allowed and d.role_name == role_name and d.action == action]
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -73,7 +71,13 @@ def local_with(tmp_path: Path) -> Iterator[Callable[[Path], LocalStack]]:
     with environ_restored(), ExitStack() as cleanup:
 
         def start(template: Path) -> LocalStack:
-            return start_local_stack(cleanup, parameters={"PollIntervalSeconds": "3"}, template=template)
+            # A stack name of its own: another test file's stack may live in this process too.
+            return start_local_stack(
+                cleanup,
+                parameters={"PollIntervalSeconds": "3"},
+                template=template,
+                stack_name=f"iam-{uuid.uuid4().hex[:6]}",
+            )
 
         yield start
 
@@ -97,7 +101,7 @@ def test_without_the_state_machine_sns_grant_the_outcome_never_reaches_the_topic
     local = local_with(template)
     task_id = submit(local)
 
-    [denied, *_] = wait_until(lambda: denials("JobStateMachineRole", "sns:Publish"), timeout=40)
+    [denied, *_] = wait_until(lambda: denials(local, "JobStateMachineRole", "sns:Publish"), timeout=40)
 
     assert denied.resource == local.stack.topic_arn
     printed = capfd.readouterr().err
@@ -118,7 +122,7 @@ def test_without_the_poll_table_grant_the_job_is_never_seen_to_end(
     local = local_with(template)
     task_id = submit(local)
 
-    [denied, *_] = wait_until(lambda: denials("PollFunctionRole", "dynamodb:GetItem"), timeout=40)
+    [denied, *_] = wait_until(lambda: denials(local, "PollFunctionRole", "dynamodb:GetItem"), timeout=40)
 
     assert denied.resource.endswith(f":table/{local.stack.table_name}")
     time.sleep(4)  # the simulated job has ended; a poll with its grant would have recorded that by now
@@ -133,7 +137,7 @@ def test_without_the_poll_table_grant_the_job_is_never_seen_to_end(
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalStack]:
     with environ_restored(), ExitStack() as cleanup:
-        yield start_local_stack(cleanup, parameters={}, name="iam")
+        yield start_local_stack(cleanup, parameters={}, name="iam", stack_name="iam-grants")
 
 
 def client_as(local: LocalStack, role: str, service: str) -> Any:
@@ -205,16 +209,20 @@ def test_a_call_the_role_allows_goes_through(local: LocalStack) -> None:
 
 
 def test_each_function_calls_with_its_own_role(local: LocalStack) -> None:
+    roles = {role: session.role_name for role, session in local.stack.roles.items()}
     before = iam.usage.snapshot()
     submit(local)
     wait_until(
         lambda: any(
-            d.role_name.endswith("JobStateMachineRole") and d.action == "sns:Publish"
+            d.role_name == roles["JobStateMachineRole"] and d.action == "sns:Publish"
             for d in iam.usage.snapshot() - before
         )
     )
 
-    used = {(d.role_name.split("-")[-1], d.action) for d in iam.usage.snapshot() - before if d.allowed}
+    by_name = {name: role for role, name in roles.items()}
+    used = {
+        (by_name[d.role_name], d.action) for d in iam.usage.snapshot() - before if d.allowed and d.role_name in by_name
+    }
     assert ("ApiFunctionRole", "states:StartExecution") in used
     assert ("AuthorizerFunctionRole", "secretsmanager:GetSecretValue") in used
     assert ("PollFunctionRole", "dynamodb:UpdateItem") in used

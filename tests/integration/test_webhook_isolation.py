@@ -136,8 +136,21 @@ def scratch_queue(bridge: LocalBridge) -> Iterator[str]:
     """A webhook queue of the test's own, so the pollers never see its messages."""
     sqs = bridge.aws.client("sqs")
     url = sqs.create_queue(QueueName=f"webhooks-scratch-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    with bridge_settings(WEBHOOK_QUEUE_URL=url):
-        yield url
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # IAM is enforced: the delivery function's role gets the scratch queue as it has the real one.
+    iam, role = bridge.aws.client("iam"), bridge.stack.roles["WebhookDeliveryFunctionRole"].role_name
+    grant = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ChangeMessageVisibility"], "Resource": arn}
+        ],
+    }
+    iam.put_role_policy(RoleName=role, PolicyName="scratch-queue", PolicyDocument=json.dumps(grant))
+    try:
+        with bridge_settings(WEBHOOK_QUEUE_URL=url):
+            yield url
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="scratch-queue")
 
 
 def receive(bridge: LocalBridge, url: str, count: int) -> list[dict[str, Any]]:
