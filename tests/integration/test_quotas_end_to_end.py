@@ -130,6 +130,9 @@ def test_the_largest_request_runs_the_whole_loop_inside_every_quota(bridge: Loca
     assert outcome["sns"]["attributes"]["model"] == body["model"]
     stored = bridge.api.get(f"/v1/videos/generations/{task_id}").json()
     assert stored["metadata"] == body["metadata"] and stored["callback_url"] == body["callback_url"]
+    assert stored["video"], "the stack keeps videos: the copy step ran too"
+    kinds = {r.event["type"] for r in bridge.receiver.deliveries(HOOK_PATH) if r.event["data"]["task_id"] == task_id}
+    assert {"video.generation.started", "video.generation.completed"} <= kinds
 
     # The largest payload of each kind this job produced, against its quota.
     largest: dict[str, tuple[int, str]] = {}
@@ -148,7 +151,8 @@ def test_the_largest_request_runs_the_whole_loop_inside_every_quota(bridge: Loca
         size = largest[key][0]
         headroom = quota.limit_bytes - size
         print(
-            f"{key:<18} {counts[key]:>8} {size:>10,} {quota.limit_bytes:>10,} {headroom:>10,} ({headroom / quota.limit_bytes:.0%})"
+            f"{key:<18} {counts[key]:>8} {size:>10,} {quota.limit_bytes:>10,} {headroom:>10,} "
+            f"({headroom / quota.limit_bytes:.0%})  {largest[key][1][:40]!r}"
         )
         assert size <= quota.limit_bytes, f"{key}: {size} > {quota.limit_bytes}"
     # Every kind of payload the loop makes was measured: the quotas were in the path.
