@@ -8,23 +8,21 @@ grant is taken out of a copy of the template to show the pipeline then fails wit
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from botocore.exceptions import ClientError
 
 from bridge_local import iam
 from bridge_local.deployer import DEFAULT_TEMPLATE
-from bridge_local.local_stack import LocalStack, start_local_stack
 from bridge_local.sam import load_template
-from bridge_local.testing import environ_restored
+
+from .conftest import LocalBridge
 
 pytestmark = pytest.mark.integration
 
@@ -52,100 +50,49 @@ def template_without(tmp_path: Path, resource: str, is_gone: Callable[[Any], boo
     return path
 
 
-def denials(local: LocalStack, role: str, action: str) -> list[iam.Decision]:
-    role_name = local.stack.roles[role].role_name
-    return [d for d in iam.usage.snapshot() if not d.allowed and d.role_name == role_name and d.action == action]
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    return check()
-
-
-@pytest.fixture
-def local_with(tmp_path: Path) -> Iterator[Callable[[Path], LocalStack]]:
-    with environ_restored(), ExitStack() as cleanup:
-
-        def start(template: Path) -> LocalStack:
-            # A stack name of its own: another test file's stack may live in this process too.
-            return start_local_stack(
-                cleanup,
-                parameters={"PollIntervalSeconds": "3"},
-                template=template,
-                stack_name=f"iam-{uuid.uuid4().hex[:6]}",
-            )
-
-        yield start
-
-
-def submit(local: LocalStack) -> str:
-    local.simulator.queue_next(run_s=1.0, queue_s=0.2)
-    answer = httpx.post(
-        f"{local.api_url}/v1/videos/generations",
-        headers={"Authorization": f"Bearer {local.api_key}"},
-        json={"model": "video-default", "prompt": "a fox in snow"},
-        timeout=30,
+def probe(template: Path, role: str, action: str) -> tuple[dict[str, Any], str]:
+    """One job on a stack from `template`, in a process of its own: (its report, what it printed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.iam_probe", str(template), role, action],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["task_id"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def test_without_the_state_machine_sns_grant_the_outcome_never_reaches_the_topic(
-    tmp_path: Path, local_with: Callable[[Path], LocalStack], capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_without_the_state_machine_sns_grant_the_outcome_never_reaches_the_topic(tmp_path: Path) -> None:
     template = template_without(tmp_path, "JobStateMachine", lambda entry: "SNSPublishMessagePolicy" in entry)
-    local = local_with(template)
-    task_id = submit(local)
 
-    [denied, *_] = wait_until(lambda: denials(local, "JobStateMachineRole", "sns:Publish"), timeout=40)
+    report, printed = probe(template, "JobStateMachineRole", "sns:Publish")
 
-    assert denied.resource == local.stack.topic_arn
-    printed = capfd.readouterr().err
-    assert f"[iam] AccessDenied role={denied.role_name} action=sns:Publish resource={local.stack.topic_arn}" in printed
-    sfn = local.aws.client("stepfunctions")
-    [execution] = sfn.list_executions(stateMachineArn=local.stack.state_machine_arn)["executions"]
-    assert execution["name"] == task_id
-    history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
-    failures = [e["taskFailedEventDetails"] for e in history if e["type"] == "TaskFailed"]
-    assert any("AuthorizationError" in f.get("error", "") for f in failures), failures
+    assert report["denied_resources"] == [report["topic_arn"]]
+    line = f"[iam] AccessDenied role={report['role_name']} action=sns:Publish resource={report['topic_arn']}"
+    assert line in printed  # said as it happens, where a developer looks
+    assert any("AuthorizationError" in (error or "") for error in report["task_errors"]), report
 
 
-def test_without_the_poll_table_grant_the_job_is_never_seen_to_end(
-    tmp_path: Path, local_with: Callable[[Path], LocalStack]
-) -> None:
+def test_without_the_poll_table_grant_the_job_is_never_seen_to_end(tmp_path: Path) -> None:
     # The JobRecords statement alone: its neighbours grant the delivery log and the outcome check.
     template = template_without(tmp_path, "PollFunction", lambda grant: grant.get("Sid") == "JobRecords")
-    local = local_with(template)
-    task_id = submit(local)
 
-    [denied, *_] = wait_until(lambda: denials(local, "PollFunctionRole", "dynamodb:GetItem"), timeout=40)
+    report, printed = probe(template, "PollFunctionRole", "dynamodb:GetItem")
 
-    assert denied.resource.endswith(f":table/{local.stack.table_name}")
-    time.sleep(4)  # the simulated job has ended; a poll with its grant would have recorded that by now
-    status = httpx.get(
-        f"{local.api_url}/v1/videos/generations/{task_id}",
-        headers={"Authorization": f"Bearer {local.api_key}"},
-        timeout=30,
-    ).json()
-    assert status["status"] != "completed"
+    table_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{report['table_name']}"
+    assert report["denied_resources"] == [table_arn]
+    assert f"[iam] AccessDenied role={report['role_name']} action=dynamodb:GetItem resource={table_arn}" in printed
+    assert report["job_status"] != "completed"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalStack]:
-    with environ_restored(), ExitStack() as cleanup:
-        yield start_local_stack(cleanup, parameters={}, name="iam", stack_name="iam-grants")
-
-
-def client_as(local: LocalStack, role: str, service: str) -> Any:
-    session = local.stack.roles[role]
+def client_as(bridge: LocalBridge, role: str, service: str) -> Any:
+    session = bridge.stack.roles[role]
     return boto3.session.Session().client(
         service,  # type: ignore[call-overload]
-        endpoint_url=local.aws.endpoint_url,
-        region_name=local.aws.region,
+        endpoint_url=bridge.aws.endpoint_url,
+        region_name=bridge.aws.region,
         aws_access_key_id=session.access_key_id,
         aws_secret_access_key=session.secret_access_key,
         aws_session_token=session.session_token,
@@ -153,7 +100,7 @@ def client_as(local: LocalStack, role: str, service: str) -> Any:
 
 
 # The authorizer's role may read the owner-id secret and nothing of the bridge's data.
-REFUSED: dict[str, tuple[str, int, Callable[[Any, LocalStack], Any]]] = {
+REFUSED: dict[str, tuple[str, int, Callable[[Any, LocalBridge], Any]]] = {
     "dynamodb": (
         "AccessDeniedException",
         400,
@@ -192,27 +139,27 @@ REFUSED: dict[str, tuple[str, int, Callable[[Any, LocalStack], Any]]] = {
 
 
 @pytest.mark.parametrize("service", sorted(REFUSED))
-def test_a_call_the_role_does_not_allow_fails_as_that_service_refuses_it(local: LocalStack, service: str) -> None:
+def test_a_call_the_role_does_not_allow_fails_as_that_service_refuses_it(bridge: LocalBridge, service: str) -> None:
     code, status, call = REFUSED[service]
     with pytest.raises(ClientError) as refused:
-        call(client_as(local, "AuthorizerFunctionRole", service), local)
+        call(client_as(bridge, "AuthorizerFunctionRole", service), bridge)
 
     error = refused.value.response
     assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (code, status)
     assert "AuthorizerFunctionRole" in error["Error"]["Message"]
 
 
-def test_a_call_the_role_allows_goes_through(local: LocalStack) -> None:
-    secrets = client_as(local, "AuthorizerFunctionRole", "secretsmanager")
-    secret = secrets.get_secret_value(SecretId=local.stack.resources["OwnerIdSecret"])
+def test_a_call_the_role_allows_goes_through(bridge: LocalBridge) -> None:
+    secrets = client_as(bridge, "AuthorizerFunctionRole", "secretsmanager")
+    secret = secrets.get_secret_value(SecretId=bridge.stack.resources["OwnerIdSecret"])
     assert secret["SecretString"]
 
 
-def test_each_function_calls_with_its_own_role(local: LocalStack) -> None:
-    roles = {role: session.role_name for role, session in local.stack.roles.items()}
+def test_each_function_calls_with_its_own_role(bridge: LocalBridge) -> None:
+    roles = {role: session.role_name for role, session in bridge.stack.roles.items()}
     before = iam.usage.snapshot()
-    submit(local)
-    wait_until(
+    assert bridge.submit(run_s=1.0, queue_s=0.2).status_code == 202
+    bridge.wait_until(
         lambda: any(
             d.role_name == roles["JobStateMachineRole"] and d.action == "sns:Publish"
             for d in iam.usage.snapshot() - before
@@ -224,7 +171,6 @@ def test_each_function_calls_with_its_own_role(local: LocalStack) -> None:
         (by_name[d.role_name], d.action) for d in iam.usage.snapshot() - before if d.allowed and d.role_name in by_name
     }
     assert ("ApiFunctionRole", "states:StartExecution") in used
-    assert ("AuthorizerFunctionRole", "secretsmanager:GetSecretValue") in used
     assert ("PollFunctionRole", "dynamodb:UpdateItem") in used
     assert ("JobStateMachineRole", "lambda:InvokeFunction") in used
     assert ("JobStateMachineRole", "sns:Publish") in used
