@@ -30,7 +30,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -130,8 +130,11 @@ class RoleCredentials(Credentials):
 
 
 def install_client_credentials() -> None:
-    """Give every botocore session whose credentials are the emulator's keys `RoleCredentials`."""
+    """Give every botocore session whose credentials are the emulator's keys `RoleCredentials`, and
+    let threads a function starts (boto3's transfer pool, for one) call with the function's role."""
     import botocore.session
+
+    _install_thread_inheritance()
 
     original = botocore.session.Session.get_credentials
     if getattr(original, "__bridge_original__", None) is not None:
@@ -147,6 +150,29 @@ def install_client_credentials() -> None:
 
     get_credentials.__bridge_original__ = original  # type: ignore[attr-defined]
     botocore.session.Session.get_credentials = get_credentials  # type: ignore[method-assign]
+
+
+def _install_thread_inheritance() -> None:
+    """A thread started while a role is running runs with that role, as every thread of a Lambda
+    function does."""
+    original = threading.Thread.start
+    if getattr(original, "__bridge_original__", None) is not None:
+        return
+
+    def start(self: threading.Thread) -> None:
+        session = _running_as.get()
+        if session is not None:
+            run = self.run
+
+            def run_as_role() -> None:
+                with running_as(session):
+                    run()
+
+            self.run = run_as_role  # type: ignore[method-assign]
+        original(self)
+
+    start.__bridge_original__ = original  # type: ignore[attr-defined]
+    threading.Thread.start = start  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- what was used
@@ -241,27 +267,40 @@ def _denial(service: str, session: RoleSession, action: str, resource: str) -> E
         # AWS's query-protocol errors carry a RequestId, which callers (the Step Functions interpreter
         # among them) read; moto fills in the placeholder.
         error.description = (
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message>"
+            # S3 answers with a bare <Error>; the query protocols wrap it in <ErrorResponse>.
+            f"<Error><Code>{code}</Code><Message>{escape(message)}</Message><RequestId>0</RequestId></Error>"
+            if service == "s3"
+            else f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message>"
             "</Error><RequestId>0</RequestId></ErrorResponse>"
         )
     error.code = status
     return error
 
 
-def _access_key(headers: Any) -> str | None:
+def _access_key(headers: Any, query: Mapping[str, Any]) -> str | None:
+    """Who signed: the Authorization header, or a presigned URL's X-Amz-Credential."""
     authorization = headers.get("Authorization") or ""
     start = authorization.find("Credential=")
-    if start < 0:
-        return None
-    return authorization[start + len("Credential=") :].split("/", 1)[0]
+    if start >= 0:
+        return authorization[start + len("Credential=") :].split("/", 1)[0]
+    for name in ("X-Amz-Credential", "AWSAccessKeyId"):  # SigV4 and SigV2 presigned URLs
+        credential = query.get(name)
+        if isinstance(credential, list):
+            credential = credential[0] if credential else None
+        if credential:
+            return str(credential).split("/", 1)[0]
+    return None
 
 
-def role_policies(session: RoleSession, account: str, partition: str, headers: Any) -> list[Any]:
+def role_policies(session: RoleSession, account: str, partition: str) -> list[Any]:
     """The role's inline and attached policies as moto's evaluator reads them, fresh for each call
     (a grant changed after the deploy counts at once)."""
     from moto.iam.access_control import AssumedRoleAccessKey, IAMPolicy
 
-    key = AssumedRoleAccessKey(account, partition, session.access_key_id, dict(headers))
+    # The session is known by its key already; moto wants its token (a presigned URL has it in the query).
+    key = AssumedRoleAccessKey(
+        account, partition, session.access_key_id, {"X-Amz-Security-Token": session.session_token}
+    )
     return [IAMPolicy(policy) for policy in key.collect_policies()]
 
 
@@ -302,7 +341,7 @@ def install_enforcement() -> None:
         return
 
     def authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
-        key = _access_key(self.headers)
+        key = _access_key(self.headers, getattr(self, "querystring", None) or {})
         session = session_for_key(key) if key else None
         if session is None:
             return  # the administrator: the emulator itself, the tests, the local tooling
@@ -315,7 +354,7 @@ def install_enforcement() -> None:
                 params = {}
         where = iam_resources.Where(region=self.region, account=self.current_account)
         checks = iam_resources.requested(self.service_name, self._get_action(), params or {}, resource, where)
-        policies = role_policies(session, self.current_account, where.partition, self.headers)
+        policies = role_policies(session, self.current_account, where.partition)
         for action, arn in checks:
             decision = Decision(session.role_name, action, arn, is_allowed(policies, action, arn))
             usage.record(decision)

@@ -11,3 +11,61 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VideoBridgeTests")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("JOBS_TABLE_NAME", "jobs-unit")
 os.environ.setdefault("ROUTER_ONE_API_KEY_SECRET", "router-one-key-unit")
+
+
+# --------------------------------------------------------------------------- IAM use, measured
+# Every test runs with IAM enforced (bridge_local.iam). Each process writes the decisions it saw;
+# after a whole-suite run the controller reports, per role, what was granted and never used.
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bridge_local import iam
+
+USAGE_DIR = Path(__file__).resolve().parent.parent / "build" / "iam-usage"
+IAM_REPORT = USAGE_DIR.parent / "iam-report.md"
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _whole_suite(config: pytest.Config) -> bool:
+    return (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_controller(config):
+        shutil.rmtree(USAGE_DIR, ignore_errors=True)
+        os.environ[iam.USAGE_DIR_ENV] = str(USAGE_DIR)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(iam.USAGE_DIR_ENV):
+        iam.usage.flush(Path(os.environ[iam.USAGE_DIR_ENV]))
+    config = session.config
+    if not (_is_controller(config) and _whole_suite(config) and exitstatus == 0):
+        return
+    from bridge_local import iam_report
+
+    code = iam_report.main(["--usage-dir", str(USAGE_DIR), "--markdown", str(IAM_REPORT), "--strict"])
+    config.stash[_IAM_REPORT_RESULT] = code
+    if code:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_IAM_REPORT_RESULT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    code = config.stash.get(_IAM_REPORT_RESULT, None)
+    if code is None:
+        return
+    verdict = "every unused grant has a reason" if code == 0 else "UNUSED GRANTS WITHOUT A REASON (see above)"
+    terminalreporter.write_line(f"IAM: {verdict}; per-role report in {IAM_REPORT}")

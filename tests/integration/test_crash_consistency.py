@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from bridge import jobs, reconcile, submission
 from bridge.timeutil import iso, utcnow
 from bridge_local.emulator import DUMMY_ROLE_ARN
+from bridge_local.iam import running_as
 
 from .conftest import LocalBridge, bridge_settings
 
@@ -85,12 +86,15 @@ def test_a_crash_between_the_job_write_and_the_loop_start_is_caught_by_the_sweep
     task_id = job["task_id"]
     assert job["status"] == "pending"
 
-    # The schedule runs the sweep every 5 minutes; here, as if the grace period had passed.
-    swept = reconcile.sweep(now=utcnow() + timedelta(minutes=5))
+    # The schedule runs the sweep every 5 minutes; here, as if the grace period had passed (with the
+    # reconcile function's role, as its scheduled run would have).
+    with running_as(bridge.stack.roles["ReconcileFunctionRole"]):
+        swept = reconcile.sweep(now=utcnow() + timedelta(minutes=5))
     assert task_id in swept
     assert bridge.events.wait_for(task_id, timeout=60)["sns"][0]["event"]["data"]["status"] == "completed"
     # A second sweep over tracked jobs starts nothing new.
-    reconcile.sweep(now=utcnow() + timedelta(minutes=5))
+    with running_as(bridge.stack.roles["ReconcileFunctionRole"]):
+        reconcile.sweep(now=utcnow() + timedelta(minutes=5))
     assert len([e for e in bridge.executions(task_id) if e["name"] == task_id]) == 1
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge_local.iam import running_as
 from bridge_local.simulator import FAKE_MP4
 
 from .conftest import ROUTER_ONE_KEY, LocalBridge, bridge_settings
@@ -127,7 +128,11 @@ def test_a_download_that_stalls_ends_before_the_function_and_aborts_its_upload(b
 
     started = time.monotonic()
     try:
-        step = keep_video_app.handler({"task_id": event["data"]["task_id"], "event": event, "webhook": None}, context)
+        # With the function's role, as Lambda runs it: the abort is the role's to make too.
+        with running_as(bridge.stack.roles["KeepVideoFunctionRole"]):
+            step = keep_video_app.handler(
+                {"task_id": event["data"]["task_id"], "event": event, "webhook": None}, context
+            )
     finally:
         for name in watched:
             s3().meta.events.unregister(name, unique_id=f"test-{name}")
