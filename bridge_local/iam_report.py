@@ -175,16 +175,22 @@ def markdown(reports: list[RoleReport], key_policy: list[str]) -> str:
         used = ", ".join(f"`{action}` ({calls:,})" for action, calls in report.used.items()) or "none"
         lines += [f"Used (calls in the run): {used}", ""]
         if report.unused:
-            lines += ["| granted, never called | resource | from | why it stays |", "|---|---|---|---|"]
+            # One row per policy and reason, its actions together.
+            rows: dict[tuple[str, str, str, str], list[str]] = {}
             for grant, reason in report.unused:
-                when = f" (when {grant.condition})" if grant.condition else ""
-                lines.append(
-                    f"| `{grant.action}`{when} | {grant.resource} | {grant.source} | {reason or '**no reason given**'} |"
-                )
+                key = (grant.source, grant.resource, grant.condition, reason or "**no reason given**")
+                rows.setdefault(key, []).append(f"`{grant.action}`")
+            lines += ["| granted, never called | resource | from | why it stays |", "|---|---|---|---|"]
+            for (source, resource, condition, reason), actions in rows.items():
+                when = f" (when {condition})" if condition else ""
+                lines.append(f"| {', '.join(actions)}{when} | {resource} | {source} | {reason} |")
             lines.append("")
         if report.denied:
             denied = ", ".join(f"`{a}` ({n})" for a, n in report.denied.items())
-            lines += [f"Denied (tests that take a grant away on purpose): {denied}", ""]
+            lines += [
+                f"Denied in the run (tests provoke these: a grant taken away, a table that is not there): {denied}",
+                "",
+            ]
     lines += ["## Who can use the callers' key (KMS key policy)", "", *key_policy, ""]
     return "\n".join(lines)
 
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a grant is unused and has no reason")
+    parser.add_argument("--quiet", action="store_true", help="print only what needs attention")
     args = parser.parse_args(argv)
 
     # Both conditional features on, so every grant the template can make is listed.
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     reports = build(grants, usage, load_reasons())
     text = markdown(reports, key_policy_summary(translated, grants))
-    print(text)
+    if not args.quiet:
+        print(text)
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
     unexplained = [(r.role, g.action) for r in reports for g, reason in r.unused if reason is None]

@@ -54,7 +54,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from bridge_local import iam_report
 
-    code = iam_report.main(["--usage-dir", str(USAGE_DIR), "--markdown", str(IAM_REPORT), "--strict"])
+    code = iam_report.main(["--usage-dir", str(USAGE_DIR), "--markdown", str(IAM_REPORT), "--strict", "--quiet"])
     config.stash[_IAM_REPORT_RESULT] = code
     if code:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
