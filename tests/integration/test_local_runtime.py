@@ -25,14 +25,10 @@ import pytest
 from bridge_local import emulator
 from bridge_local.api_front import ApiFront, ApiRoute
 from bridge_local.deployer import DEFAULT_TEMPLATE, DeployedStack, deploy
-from bridge_local.emulator import (
-    DUMMY_ROLE_ARN,
-    EmbeddedAws,
-    install_lambda_routing,
-    verify_dynamodb_request_lock,
-    verify_lambda_routing,
-    verify_sfn_integration_fix,
-)
+from bridge_local.emulator import DUMMY_ROLE_ARN, EmbeddedAws
+from bridge_local.moto_patches.interpreter import verify_sfn_integration_fix
+from bridge_local.moto_patches.lambda_routing import install_lambda_routing, verify_lambda_routing
+from bridge_local.moto_patches.server import verify_dynamodb_request_lock
 from bridge_local.tail import drain, format_event
 from bridge_local.testing import environ_restored, run_execution, wait_for_execution
 
@@ -196,21 +192,6 @@ def test_start_execution_task_starts_the_named_child_with_its_input(aws: Embedde
     assert isinstance(output["StartDate"], int)
     child_run = wait_for_execution(sfn, output["ExecutionArn"])
     assert json.loads(child_run["input"]) == {"task_id": "v_1"}
-
-
-def test_jsonata_states_evaluate_in_the_interpreter(aws: EmbeddedAws) -> None:
-    definition = {
-        "QueryLanguage": "JSONata",
-        "StartAt": "Add",
-        "States": {"Add": {"Type": "Pass", "Output": {"sum": "{% $states.input.a + $states.input.b %}"}, "End": True}},
-    }
-    sfn = aws.client("stepfunctions")
-    machine = sfn.create_state_machine(name="jsonata-add", definition=json.dumps(definition), roleArn=DUMMY_ROLE_ARN)
-
-    result = run_execution(sfn, machine["stateMachineArn"], {"a": 2, "b": 3})
-
-    assert result["status"] == "SUCCEEDED"
-    assert json.loads(result["output"]) == {"sum": 5}
 
 
 # --------------------------------------------------------------------------- DynamoDB

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge_local.emulator import PublishFaults, install_publish_faults
+from bridge_local.moto_patches.interpreter import PublishFaults, install_publish_faults
 
 from .conftest import LocalBridge
 

@@ -1,5 +1,5 @@
 """The embedded AWS refuses what AWS refuses: each payload quota just above its limit, and accepts
-it at the limit, with the error code and HTTP status AWS answers with (`bridge_local/quotas.py`)."""
+it at the limit, with the error code and HTTP status AWS answers with (`bridge_local/moto_patches/quotas.py`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from bridge_local import quotas
 from bridge_local.emulator import DUMMY_ROLE_ARN, EmbeddedAws
+from bridge_local.moto_patches import quotas
 from bridge_local.testing import environ_restored, wait_for_execution
 
 KIB_256 = 262_144
