@@ -34,10 +34,11 @@ from bridge import jobs  # noqa: E402
 from bridge.observability import logger  # noqa: E402
 from bridge.reconcile import SWEEP_CURSOR  # noqa: E402
 from bridge.settings import get_settings  # noqa: E402
-from bridge.timeutil import iso, utcnow  # noqa: E402
+from bridge.timeutil import utcnow  # noqa: E402
 from bridge_local.emulator import DUMMY_ROLE_ARN  # noqa: E402
 from bridge_local.local_stack import start_local_stack  # noqa: E402
 from bridge_local.schedules import scheduled_event  # noqa: E402
+from bridge_local.testing import pending_job_row  # noqa: E402
 
 FUNCTION = "ReconcileFunction"
 
@@ -52,15 +53,7 @@ def seed(table_name: str, count: int, seen_share: float) -> tuple[list[str], lis
     with table.batch_writer() as batch:
         for i in range(count):
             task_id = f"{prefix}{i:06d}"
-            item = {
-                "task_id": task_id,
-                "kind": "job",
-                "status": "pending",
-                "model": "video-default",
-                "created_at": iso(created + timedelta(milliseconds=i)),
-                "deadline_at": int(created.timestamp()) + 7200,
-                "poll_count": 0,
-            }
+            item = pending_job_row(task_id, created + timedelta(milliseconds=i))
             if int((i + 1) * seen_share) > int(i * seen_share):  # spread evenly through the list
                 item["execution_id"] = f"arn:aws:states:us-east-1:123456789012:execution:seen:{task_id}"
                 seen.append(task_id)
@@ -88,6 +81,16 @@ def main() -> int:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn=DUMMY_ROLE_ARN,
         )["stateMachineArn"]
+        # IAM is enforced: the reconcile role may start this machine as it may start the real one.
+        grant = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "states:StartExecution", "Resource": target}],
+        }
+        aws.client("iam").put_role_policy(
+            RoleName=stack.roles["ReconcileFunctionRole"].role_name,
+            PolicyName="sweep-target",
+            PolicyDocument=json.dumps(grant),
+        )
         os.environ["STATE_MACHINE_ARN"] = target
         get_settings.cache_clear()
         logger.setLevel("WARNING")  # one line per run here, not the function's log

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 TERMINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -39,3 +40,18 @@ def run_execution(sfn: Any, state_machine_arn: str, payload: Any, timeout: float
     """Start one execution with `payload` as input and wait for it to end."""
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(payload))["executionArn"]
     return wait_for_execution(sfn, arn, timeout)
+
+
+def pending_job_row(task_id: str, created: datetime, *, deadline_s: int = 7200) -> dict[str, Any]:
+    """A job row as submit leaves it before any poll (for sweeps over many seeded jobs)."""
+    from bridge.timeutil import iso
+
+    return {
+        "task_id": task_id,
+        "kind": "job",
+        "status": "pending",
+        "model": "video-default",
+        "created_at": iso(created),
+        "deadline_at": int(created.timestamp()) + deadline_s,
+        "poll_count": 0,
+    }

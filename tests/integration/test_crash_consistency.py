@@ -18,9 +18,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bridge import jobs, reconcile, submission
-from bridge.timeutil import iso, utcnow
+from bridge.timeutil import utcnow
 from bridge_local.emulator import DUMMY_ROLE_ARN
 from bridge_local.iam import running_as
+from bridge_local.testing import pending_job_row
 
 from .conftest import LocalBridge, bridge_settings
 
@@ -138,17 +139,7 @@ def test_the_sweep_covers_any_number_of_pending_jobs_across_runs(bridge: LocalBr
     )["stateMachineArn"]
     with table.batch_writer() as batch:
         for i, task_id in enumerate(ids):
-            batch.put_item(
-                Item={
-                    "task_id": task_id,
-                    "kind": "job",
-                    "status": "pending",
-                    "model": "video-default",
-                    "created_at": iso(created + timedelta(milliseconds=i)),
-                    "deadline_at": int(created.timestamp()) + 7200,
-                    "poll_count": 0,
-                }
-            )
+            batch.put_item(Item=pending_job_row(task_id, created + timedelta(milliseconds=i)))
     try:
         runs: list[list[str]] = []
         with bridge_settings(STATE_MACHINE_ARN=target):
