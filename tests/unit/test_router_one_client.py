@@ -15,7 +15,8 @@ import pytest
 from bridge import jobs, model_stats, settings, tracking
 from bridge.errors import UpstreamPermanentError, UpstreamRejected, UpstreamTransientError, UpstreamUnavailable
 from bridge.models import UpstreamStatus
-from bridge.router_one import RouterOneClient, UpstreamRetryLater, retry_after_seconds
+from bridge.retry_after import retry_after_seconds
+from bridge.router_one import RouterOneClient, UpstreamRetryLater
 from bridge_local.simulator import RouterOneSimulator
 
 SECRET = "sk-unit-test-secret"

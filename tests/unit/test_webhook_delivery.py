@@ -16,7 +16,8 @@ from standardwebhooks import Webhook
 from bridge import callback_urls, webhook_sender
 from bridge.callback_urls import CallbackTarget
 from bridge.errors import ServiceUnavailable
-from bridge.outbound import parse_retry_after, pinned_url, post_pinned
+from bridge.outbound import pinned_url, post_pinned
+from bridge.retry_after import retry_after_seconds
 from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings, SettingsError, _from_environment
 from bridge.signing import signature_headers, signing_keys
 
@@ -110,11 +111,12 @@ def test_timeouts_and_error_bodies_are_reported() -> None:
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-    assert parse_retry_after("30") == 30
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now) == 0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
+    assert retry_after_seconds("30") == 30
+    assert retry_after_seconds("²") is None  # a digit to str.isdigit, not to float: one parser for both
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90
+    assert retry_after_seconds(format_datetime(now - timedelta(seconds=90), usegmt=True), now) == 0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
 
 
 # --------------------------------------------------------------------------- the schedule

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +12,7 @@ import httpx
 
 from bridge import deadlines
 from bridge.callback_urls import CallbackTarget
+from bridge.retry_after import retry_after_seconds
 
 # Enough of a receiver's error body to explain a failure in the delivery log.
 MAX_LOGGED_BODY = 200
@@ -107,24 +107,7 @@ def _result(response: httpx.Response, snippet: str, started: float, now: datetim
         error = f"redirect ({code}) to {where[:MAX_LOGGED_BODY]!r} not followed" if where else f"redirect ({code})"
     else:
         error = f"HTTP {code}" + (f": {snippet}" if snippet else "")
-    return AttemptResult(code, latency, error, parse_retry_after(response.headers.get("retry-after"), now))
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    reference = now or datetime.now(when.tzinfo)
-    return max(0.0, (when - reference).total_seconds())
+    return AttemptResult(code, latency, error, retry_after_seconds(response.headers.get("retry-after"), now))
 
 
 def _elapsed_ms(started: float) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +19,7 @@ from bridge.errors import (
     UpstreamUnavailable,
 )
 from bridge.models import SubmitAccepted, UpstreamStatus
+from bridge.retry_after import retry_after_seconds
 
 GENERATIONS_PATH = "/v1/videos/generations"
 # Router One's documented transient codes; keyed on type/code, not only on the HTTP status.
@@ -57,22 +56,6 @@ class UpstreamRetryLater(UpstreamTransientError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date); None if absent or unreadable."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _readable(seen: UpstreamStatus) -> UpstreamStatus:

@@ -12,7 +12,7 @@ from bridge.clients import sqs, stepfunctions
 from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamRejected, UpstreamUnavailable
 from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
-from bridge.polling import execution_name, next_wait_seconds
+from bridge.polling import execution_arn, execution_name, next_wait_seconds
 from bridge.settings import Settings, get_settings
 from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
@@ -186,4 +186,4 @@ def start_tracking(job: dict[str, Any]) -> str:
         if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
             raise
         logger.info("job already tracked", extra={"execution_name": name})
-        return f"{settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        return execution_arn(settings.state_machine_arn, name)
