@@ -14,7 +14,11 @@ Job options (every entry point takes all of them; a bad value is a 400 ``invalid
 or a ValueError from Python):
 
 ``queue_s`` (alias ``queue``), ``run_s`` (alias ``duration``)
-    seconds spent ``pending``, then ``processing`` (defaults 1 and 8).
+    seconds spent ``pending``, then ``processing`` (defaults 1 and 8). The default ``run_s`` is
+    the time for a ``REFERENCE_VIDEO_S`` (5 s) clip: a submit whose request carries ``duration``
+    (seconds of video) runs ``run_s * duration / 5``, with ``duration`` capped at
+    ``MAX_SCALED_VIDEO_S`` (20) so a long clip cannot stall a local run; longer videos take longer,
+    as upstream. A ``run_s`` scripted for the job (directive or ``/_sim/next``) is used as is.
 ``outcome``
     ``completed`` or ``failed``; ``error_code`` / ``error_message`` fill a failure's ``error``.
 ``progress``
@@ -114,6 +118,10 @@ MAX_BODY_BYTES = 1 << 20
 DEFAULT_API_KEY = "sk-local-simulator"
 DEFAULT_ERROR_CODE = "generation_failed"
 DEFAULT_ERROR_MESSAGE = "content policy violation"
+# The request's ``duration`` scales the default run time: run_s is what a 5 s clip takes, and
+# clips past 20 s take no longer than one of 20 s (local runs stay quick).
+REFERENCE_VIDEO_S = 5
+MAX_SCALED_VIDEO_S = 20
 
 # (fraction of run time, progress) breakpoints for the "stepped" mode: the value holds flat
 # between breakpoints (stalls), jumps by uneven amounts, and sits at 95 for the last tenth.
@@ -631,6 +639,18 @@ def _check_reference_images(body: dict[str, Any]) -> None:
             )
 
 
+def _scaled_by_duration(base: JobConfig, body: dict[str, Any]) -> JobConfig:
+    """``base`` with its run time scaled by the requested video length (see ``REFERENCE_VIDEO_S``).
+
+    Applied before a directive or queued config, so a scripted ``run_s`` still wins.
+    """
+    duration = body.get("duration")
+    if duration is None:
+        return base
+    seconds = min(int(duration), MAX_SCALED_VIDEO_S)
+    return replace(base, run_s=base.run_s * seconds / REFERENCE_VIDEO_S)
+
+
 def account_of(api_key: str) -> str:
     """A short fingerprint naming the account a key belongs to (never the key itself)."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
@@ -679,7 +699,7 @@ class _Engine:
                 job = self._jobs[forced]
                 job.submits += 1
                 return {"task_id": forced, "status": job.view(now, "")["status"]}
-            job_config = _job_config(config.job, {**directive, **queued})
+            job_config = _job_config(_scaled_by_duration(config.job, body), {**directive, **queued})
             task_id = forced or f"v_{uuid.uuid4().hex}"
             self._jobs[task_id] = Job.new(task_id, now, job_config, copy.deepcopy(body))
             self._jobs[task_id].account = account

@@ -906,3 +906,25 @@ def test_cli_refuses_bad_faults(capsys: pytest.CaptureFixture[str]) -> None:
         simulator_main(["--port", "0", "--faults", "reset=lots"])
     assert exited.value.code == 2
     assert "--faults" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("duration", "run_s"), [(None, 8.0), (5, 8.0), (10, 16.0), (2, 3.2), (3600, 32.0)])
+def test_run_time_follows_the_requested_duration(
+    sim: RouterOneSimulator, client: httpx.Client, duration: int | None, run_s: float
+) -> None:
+    extra = {} if duration is None else {"duration": duration}
+    task_id = submit_ok(client, "a slow pan over hills", **extra)
+    # The default run_s is a 5 s clip's; longer clips run longer, capped at a 20 s clip's.
+    assert sim.task(task_id)["config"]["run_s"] == pytest.approx(run_s)
+
+
+def test_a_scripted_run_time_wins_over_the_requested_duration(
+    sim: RouterOneSimulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    directed = submit_ok(client, "hills [sim duration=2 queue=0]", duration=10)
+    sim.queue_next(run_s=3.0)
+    queued = submit_ok(client, "hills", duration=10)
+    assert sim.task(directed)["config"]["run_s"] == 2.0
+    assert sim.task(queued)["config"]["run_s"] == 3.0
+    clock.advance(2.5)
+    assert poll(client, directed)["status"] == "completed"
