@@ -33,6 +33,7 @@ from bridge_local.deployer import (
 )
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.gateway_responses import of_stack
+from bridge_local.ports import PortInUse, check_free
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
 from bridge_local.schedules import start_schedulers
 from bridge_local.sqs_poller import start_pollers
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=8001,
         help="port of the built-in webhook receiver (default 8001; -1 to not start it)",
+    )
+    parser.add_argument(
+        "--aws-port",
+        type=int,
+        default=0,
+        help="port of the embedded AWS endpoint (default 0: any free port; the banner prints it)",
     )
     parser.add_argument(
         "--webhook-retry-schedule",
@@ -176,6 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--router-one-url needs a key: set ROUTER_ONE_API_KEY (or --router-one-key)", file=sys.stderr)
         return 2
 
+    try:
+        # Before the deploy (about 16 s), so a taken port is named at once, not after it.
+        check_free([(args.port, "--port"), (args.receiver_port, "--receiver-port"), (args.aws_port, "--aws-port")])
+    except PortInUse as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+
     stop = threading.Event()
     try:
         api_keys = caller_keys(args)
@@ -208,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cleanup.callback(simulator.stop)
                 upstream_url, upstream = simulator.url, f"simulator at {simulator.url}"
 
-            aws = EmbeddedAws().start()
+            aws = EmbeddedAws(port=args.aws_port).start()
             cleanup.callback(aws.stop)
             stack = deploy(
                 aws,

@@ -1228,7 +1228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sim.start()
     except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another with --port PORT", file=sys.stderr
+        )
         return 1
     if threading.current_thread() is threading.main_thread():
         # `docker stop` / `kill` should shut down as cleanly as Ctrl-C.

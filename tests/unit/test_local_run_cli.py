@@ -1,0 +1,52 @@
+"""`./dev up` (bridge_local.run) and the simulator's CLI: what they tell a newcomer, and how fast."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bridge_local import run, simulator
+from bridge_local.ports import PortInUse, check_free
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port with a listener on it, as another program would hold it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("option", ["--port", "--receiver-port", "--aws-port"])
+def test_a_taken_port_stops_the_local_run_at_once_naming_it(
+    taken_port: int, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    others = {"--port": "0", "--receiver-port": "0", "--aws-port": "0"} | {option: str(taken_port)}
+    started = time.monotonic()
+    code = run.main([arg for pair in others.items() for arg in pair])
+    assert time.monotonic() - started < 2  # before the deploy, which takes seconds
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"port {taken_port} is in use" in err[0] and f"{option} PORT" in err[0]
+
+
+def test_check_free_skips_any_port_and_not_started_and_catches_a_port_given_twice() -> None:
+    check_free([(0, "--port"), (-1, "--receiver-port")])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with pytest.raises(PortInUse, match="both --port and --aws-port") as caught:
+        check_free([(free, "--port"), (free, "--aws-port")])
+    assert caught.value.port == free
+
+
+def test_the_simulator_cli_names_a_taken_port(taken_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulator.main(["--port", str(taken_port)]) == 1
+    err = capsys.readouterr().err
+    assert str(taken_port) in err and "--port PORT" in err
