@@ -178,6 +178,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     submit.add_argument("--duration", type=_positive_int, metavar="SECONDS", help="video length in seconds")
     submit.add_argument("--size", help="resolution, such as 720p or 1080p")
     submit.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
+    submit.add_argument("--negative-prompt", metavar="TEXT", help="what the video should avoid")
     submit.add_argument(
         "--image-url",
         dest="image_urls",
@@ -185,6 +186,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         action="extend",
         metavar="URL",
         help="reference image(s), http(s); one is sent as image_url, two or three as image_urls",
+    )
+    submit.add_argument(
+        "--input-reference", metavar="ID", help="a model-specific reference id, only where the model asks for one"
     )
     submit.add_argument("--callback-url", metavar="URL", help="https URL that receives signed webhooks for this job")
     submit.add_argument(
@@ -400,6 +404,8 @@ def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
         "duration": args.duration,
         "size": args.size,
         "aspect_ratio": args.aspect_ratio,
+        "negative_prompt": args.negative_prompt,
+        "input_reference": args.input_reference,
         "callback_url": args.callback_url,
         "webhook_events_filter": args.events,
         "metadata": args.metadata,

@@ -83,6 +83,10 @@ def test_submit_sends_every_option_in_the_body(
         "5",
         "--aspect-ratio",
         "9:16",
+        "--negative-prompt",
+        "blurry, text",
+        "--input-reference",
+        "ref_42",
         "--metadata",
         '{"order_id": "A-1017"}',
         "--callback-url",
@@ -99,6 +103,9 @@ def test_submit_sends_every_option_in_the_body(
     assert job["metadata"] == {"order_id": "A-1017"}
     assert job["webhook_events_filter"] == ["started", "completed"]
     assert job["callback_url"] == f"{bridge.receiver.url}/hooks/cli"
+    # Router One gets the model fields (not the bridge's own).
+    upstream = bridge.simulator.task(task_id)["request"]
+    assert upstream["negative_prompt"] == "blurry, text" and upstream["input_reference"] == "ref_42"
     assert run(capsys, "--api", api, "cancel", task_id)[0] == 0
 
 

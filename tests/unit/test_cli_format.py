@@ -11,7 +11,7 @@ import pytest
 
 from bridge_cli import format as fmt
 from bridge_cli.api import BridgeApi, CliError, error_from_response
-from bridge_cli.main import MAX_POLL_FAILURES, ProgressDisplay, wait_for_outcome
+from bridge_cli.main import MAX_POLL_FAILURES, ProgressDisplay, _submit_body, build_parser, wait_for_outcome
 from bridge_cli.tail import filter_policy, parse_body, region_of
 
 NOW = datetime(2026, 11, 24, 21, 20, 51, tzinfo=UTC)
@@ -262,3 +262,21 @@ def test_outcome_lines_say_where_the_video_was_kept_or_why_not() -> None:
     assert "kept:     s3://b/videos/v_1.mp4" in outcome_lines(kept, now)
     failed = {"task_id": "v_1", "status": "completed", "video": {"status": "failed", "error": "too big"}}
     assert "not kept: too big" in outcome_lines(failed, now)
+
+
+def test_submit_sends_every_field_of_the_request_model() -> None:
+    from bridge.models import GenerationRequest
+
+    def body(*images: str) -> dict[str, object]:
+        argv = ["submit", "--model", "m", "--prompt", "p", "--duration", "5", "--size", "720p"]
+        argv += ["--aspect-ratio", "16:9", "--negative-prompt", "blur", "--input-reference", "ref_1"]
+        argv += ["--callback-url", "https://hooks.example.com/h", "--events", "completed"]
+        argv += ["--metadata", '{"a": 1}', "--image-url", *images]
+        return _submit_body(build_parser({}).parse_args(argv))
+
+    one, two = body("https://i.example.com/1"), body("https://i.example.com/1", "https://i.example.com/2")
+    # A field added to the API without a submit option fails here.
+    assert set(one) | set(two) == set(GenerationRequest.model_fields)
+    assert one["negative_prompt"] == "blur" and one["input_reference"] == "ref_1"
+    GenerationRequest.model_validate(one)
+    GenerationRequest.model_validate(two)
