@@ -58,6 +58,12 @@ def operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]
     }
 
 
+def test_the_committed_document_is_the_codes(document: dict[str, Any]) -> None:
+    # docs/openapi.json is what users read without running anything: tools/openapi_doc.py rewrites it.
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    assert committed == document, "docs/openapi.json is stale: run .venv/bin/python tools/openapi_doc.py"
+
+
 def test_the_document_has_exactly_the_templates_routes(document: dict[str, Any]) -> None:
     template, _ = decode(str(ROOT / "template.yaml"))
     events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
