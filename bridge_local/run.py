@@ -15,8 +15,9 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,6 +41,45 @@ from bridge_local.sqs_poller import start_pollers
 from bridge_local.tail import EventTail, format_event
 
 SAMPLE_REQUEST = {"model": "video-default", "prompt": "a red fox running through snow"}
+# The embedded AWS accepts these throwaway keys as the account's administrator; they work nowhere else.
+LOCAL_ACCESS_KEY = "testing"
+LOCAL_SECRET_KEY = "testing"
+# Under the project's build/ (git-ignored), whatever directory the run was started from.
+LOCAL_ENV_FILE = Path(__file__).resolve().parent.parent / "build" / "local-env.json"
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """What a second terminal needs to reach the local run's AWS resources."""
+
+    endpoint_url: str
+    region: str
+    topic_arn: str
+    event_bus_name: str
+    env_file: Path | None = None  # `sam local invoke --env-vars` file, when written
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def tail_command(self) -> str:
+        """A `video-bridge tail` that works as printed, from the project directory, in any shell."""
+        env = " ".join(f"{name}={value}" for name, value in self.environment().items())
+        # -u: a profile or session token in the user's shell must not mix with these keys.
+        return f"env -u AWS_PROFILE -u AWS_SESSION_TOKEN {env} .venv/bin/video-bridge tail --topic-arn {self.topic_arn}"
+
+
+def write_sam_env_vars(function_environments: Mapping[str, Mapping[str, str]], path: Path) -> Path:
+    """The local stack's function environments, in the shape `sam local invoke --env-vars` reads:
+    one object per function logical id (SAM applies only variables the template declares)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {function: dict(env) for function, env in sorted(function_environments.items())}
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +163,32 @@ def owners_of(api_url: str, keys: Sequence[str]) -> dict[str, str]:
     return owners
 
 
-def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | None, owners: dict[str, str]) -> str:
+def _aws_lines(aws: LocalAws) -> list[str]:
+    lines = [
+        "",
+        f"Embedded AWS: {aws.endpoint_url}  region {aws.region}",
+        f"  keys: AWS_ACCESS_KEY_ID={LOCAL_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={LOCAL_SECRET_KEY} (throwaway, local only)",
+        f"  topic: {aws.topic_arn}",
+        f"  event bus: {aws.event_bus_name}",
+        "Follow outcome events from another terminal (in this directory):",
+        f"  {aws.tail_command()}",
+    ]
+    if aws.env_file is not None:
+        lines += [
+            f"Function environments for SAM local: {aws.env_file}",
+            f"  sam local invoke ApiFunction -e events/api_submit.json --env-vars {aws.env_file}",
+        ]
+    return lines
+
+
+def _banner(
+    api_url: str,
+    upstream: str,
+    stack_name: str,
+    receiver_url: str | None,
+    owners: dict[str, str],
+    aws: LocalAws | None = None,
+) -> str:
     api_key = next(iter(owners))
     body = json.dumps(SAMPLE_REQUEST, separators=(",", ":"))
     auth = f"    -H 'Authorization: Bearer {api_key}' \\"
@@ -170,6 +235,7 @@ def _banner(api_url: str, upstream: str, stack_name: str, receiver_url: str | No
             f"  export VIDEO_BRIDGE_API={api_url} VIDEO_BRIDGE_API_KEY={api_key}",
             "  .venv/bin/video-bridge submit --model video-default --prompt 'a fox' --wait",
             *webhook_lines,
+            *(_aws_lines(aws) if aws is not None else []),
             "",
             "Outcome events (SNS, EventBridge, webhooks) appear below. Ctrl-C stops everything.",
             "",
@@ -272,8 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ).start()
             cleanup.callback(front.stop)
 
+            local_aws = LocalAws(
+                aws.endpoint_url,
+                stack.region,
+                stack.topic_arn,
+                stack.event_bus_name,
+                write_sam_env_vars(stack.function_environments, LOCAL_ENV_FILE),
+            )
             with print_lock:
-                banner = _banner(front.url, upstream, stack.stack_name, receiver_url, owners_of(front.url, api_keys))
+                owners = owners_of(front.url, api_keys)
+                banner = _banner(front.url, upstream, stack.stack_name, receiver_url, owners, local_aws)
                 print(banner, flush=True)
             while not stop.wait(0.5):
                 pass

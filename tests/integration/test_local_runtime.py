@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -645,6 +646,16 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
                 _wait_for_line(out_path, "── EventBridge", proc, timeout=30)
                 # Fails twice on purpose, then the third attempt (retries 2 s and 5 s later) is accepted.
                 accepted = _wait_for_line(out_path, "answered 200", proc, timeout=40)
+                # The printed tail command works as printed against this run.
+                tail_line = _wait_for_line(out_path, "video-bridge tail --topic-arn", proc, timeout=5).strip()
+                tail = subprocess.run(
+                    [*shlex.split(tail_line), "--stop-after", "1"],
+                    cwd=PROJECT_ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert tail.returncode == 0 and "following arn:aws:sns:" in tail.stderr, tail.stdout + tail.stderr
             finally:
                 proc.send_signal(signal.SIGINT)
                 returncode = proc.wait(timeout=30)
@@ -667,6 +678,9 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
     assert all("signature ok" in line for line in webhook_lines)
     assert len({line.split("id=")[1].split()[0] for line in webhook_lines}) == 1
     assert "signature ok" in accepted
+    env_file = next(line for line in output.splitlines() if "Function environments for SAM local:" in line)
+    functions = json.loads(Path(env_file.rsplit(": ", 1)[1]).read_text())
+    assert {"ApiFunction", "PollFunction", "WebhookDeliveryFunction"} <= set(functions)
 
 
 def _wait_for_line(path: Path, marker: str, proc: subprocess.Popen[bytes], timeout: float) -> str:

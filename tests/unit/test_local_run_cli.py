@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from bridge_cli.main import build_parser
 from bridge_local import run, simulator
 from bridge_local.ports import PortInUse, check_free
 
@@ -50,3 +53,28 @@ def test_the_simulator_cli_names_a_taken_port(taken_port: int, capsys: pytest.Ca
     assert simulator.main(["--port", str(taken_port)]) == 1
     err = capsys.readouterr().err
     assert str(taken_port) in err and "--port PORT" in err
+
+
+def test_the_banner_says_how_to_reach_the_local_aws_and_tail_it(tmp_path: Path) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:video-bridge-local-EventTopic"
+    aws = run.LocalAws(
+        "http://127.0.0.1:4599", "us-east-1", topic, "video-bridge-local-video-events", tmp_path / "e.json"
+    )
+    banner = run._banner("http://127.0.0.1:8000", "simulator", "stack", None, {"vb-key": "own_1"}, aws)
+    assert "Embedded AWS: http://127.0.0.1:4599  region us-east-1" in banner
+    assert "event bus: video-bridge-local-video-events" in banner
+    assert f"--env-vars {tmp_path / 'e.json'}" in banner
+    tail = next(line.strip() for line in banner.splitlines() if "video-bridge tail" in line)
+    assert tail == (
+        "env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL=http://127.0.0.1:4599 AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 .venv/bin/video-bridge tail --topic-arn {topic}"
+    )
+    # The tail's own parser takes the printed options as they are.
+    args = build_parser({}).parse_args(tail.split(".venv/bin/video-bridge ", 1)[1].split())
+    assert args.topic_arn == topic
+
+
+def test_the_sam_env_vars_file_has_every_function(tmp_path: Path) -> None:
+    envs = {"PollFunction": {"JOBS_TABLE_NAME": "t"}, "ApiFunction": {"JOBS_TABLE_NAME": "t", "STAGE": "dev"}}
+    path = run.write_sam_env_vars(envs, tmp_path / "build" / "local-env.json")
+    assert json.loads(path.read_text()) == envs
