@@ -38,7 +38,7 @@ from bridge_local.ports import PortInUse, check_free
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
 from bridge_local.schedules import start_schedulers
 from bridge_local.sqs_poller import start_pollers
-from bridge_local.tail import EventTail, format_event
+from bridge_local.tail import EventTail, format_event, format_event_line
 
 SAMPLE_REQUEST = {"model": "video-default", "prompt": "a red fox running through snow"}
 # The embedded AWS accepts these throwaway keys as the account's administrator; they work nowhere else.
@@ -125,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         "--webhook-retry-schedule",
         default="2,5,10,30,60",
         help="seconds between webhook retries (default 2,5,10,30,60; a deployed stack waits hours)",
+    )
+    parser.add_argument(
+        "--verbose-events",
+        action="store_true",
+        help="print each event's whole JSON body (default: one line per event)",
     )
     parser.add_argument(
         "--log-level",
@@ -237,7 +242,8 @@ def _banner(
             *webhook_lines,
             *(_aws_lines(aws) if aws is not None else []),
             "",
-            "Outcome events (SNS, EventBridge, webhooks) appear below. Ctrl-C stops everything.",
+            "Outcome events (SNS, EventBridge, webhooks) appear below, one line each (--verbose-events: the"
+            " whole JSON). Ctrl-C stops everything.",
             "",
         ]
     )
@@ -273,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_lock = threading.Lock()
 
     def show(event: dict[str, Any]) -> None:
+        # One line each by default: a job's events (SNS and EventBridge) stay readable in a terminal.
+        text = format_event(event) + "\n" if args.verbose_events else format_event_line(event)
         with print_lock:
-            print(format_event(event) + "\n", flush=True)
+            print(text, flush=True)
 
     try:
         with ExitStack() as cleanup:
@@ -317,8 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 secret = webhook_signing_secret(aws, stack)
 
                 def show_webhook(record: ReceivedWebhook) -> None:
+                    # The first line has the type, task, answer and signature check; the rest is detail.
+                    text = format_delivery(record)
+                    text = text + "\n" if args.verbose_events else text.splitlines()[0]
                     with print_lock:
-                        print(format_delivery(record) + "\n", flush=True)
+                        print(text, flush=True)
 
                 receiver = WebhookReceiver([secret], port=args.receiver_port, on_delivery=show_webhook).start()
                 cleanup.callback(receiver.stop)

@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 
+from bridge_cli.format import event_line
+
 Event = dict[str, Any]
 
 
@@ -110,6 +112,25 @@ def format_event(event: Event) -> str:
     rendered = json.dumps(body, indent=2, sort_keys=True) if not isinstance(body, str) else body
     lines.extend("   " + line for line in rendered.splitlines())
     return "\n".join(lines)
+
+
+_CHANNEL_LABELS = {"sns": "SNS", "eventbridge": "EventBridge"}
+
+
+def format_event_line(event: Event) -> str:
+    """One line per event (the local run's default): channel, then what `video-bridge tail` shows
+    (time, type, task, status, url or error), then the owner; `format_event` has the whole body."""
+    label = _CHANNEL_LABELS.get(event.get("channel", "raw"), "message")
+    body = event.get("event")
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        text = event_line(body)
+        if body["data"].get("owner_id"):
+            text += f"  owner {body['data']['owner_id']}"
+    else:
+        # Not an outcome envelope: still one line, compact JSON.
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"), sort_keys=True)
+    # Padded so the columns line up whichever channel the event came through.
+    return f"── {label:<11} {text}"
 
 
 class EventTail:

@@ -13,6 +13,7 @@ import pytest
 from bridge_cli.main import build_parser
 from bridge_local import run, simulator
 from bridge_local.ports import PortInUse, check_free
+from bridge_local.tail import format_event, format_event_line
 
 
 @pytest.fixture
@@ -78,3 +79,48 @@ def test_the_sam_env_vars_file_has_every_function(tmp_path: Path) -> None:
     envs = {"PollFunction": {"JOBS_TABLE_NAME": "t"}, "ApiFunction": {"JOBS_TABLE_NAME": "t", "STAGE": "dev"}}
     path = run.write_sam_env_vars(envs, tmp_path / "build" / "local-env.json")
     assert json.loads(path.read_text()) == envs
+
+
+OUTCOME = {
+    "type": "video.generation.failed",
+    "time": "2026-11-24T21:20:51Z",
+    "data": {
+        "task_id": "v_1",
+        "status": "failed",
+        "model": "video-default",
+        "owner_id": "own_5d41",
+        "error": {"code": "generation_failed", "message": "content policy violation"},
+        "metadata": {"order_id": "A-1017", "notes": "x" * 200},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "head"),
+    [
+        (
+            {"channel": "sns", "topic_arn": "arn:t", "attributes": {"status": "failed"}, "event": OUTCOME},
+            "── SNS         ",
+        ),
+        ({"channel": "eventbridge", "source": "s", "detail_type": "d", "event": OUTCOME}, "── EventBridge "),
+    ],
+)
+def test_an_event_is_one_compact_line_by_default(event: dict[str, object], head: str) -> None:
+    line = format_event_line(event)
+    assert "\n" not in line and line.startswith(head)
+    for part in ("video.generation.failed", "v_1", "failed", "generation_failed", "owner own_5d41"):
+        assert part in line
+    assert "A-1017" not in line  # the body's detail is for --verbose-events
+    assert "A-1017" in format_event(event) and len(format_event(event).splitlines()) > 10
+
+
+def test_a_body_that_is_no_outcome_is_still_one_line() -> None:
+    assert (
+        format_event_line({"channel": "raw", "event": {"b": [1, 2], "a": "x"}}) == '── message     {"a":"x","b":[1,2]}'
+    )
+    assert format_event_line({"channel": "sns", "event": "plain text"}) == "── SNS         plain text"
+
+
+def test_verbose_events_is_an_option_of_the_local_run() -> None:
+    assert run._parser().parse_args(["--verbose-events"]).verbose_events
+    assert not run._parser().parse_args([]).verbose_events
