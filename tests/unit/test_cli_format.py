@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
+import tomllib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -280,3 +283,18 @@ def test_submit_sends_every_field_of_the_request_model() -> None:
     assert one["negative_prompt"] == "blur" and one["input_reference"] == "ref_1"
     GenerationRequest.model_validate(one)
     GenerationRequest.model_validate(two)
+
+
+def test_the_readme_runs_the_cli_the_way_it_is_installed() -> None:
+    root = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"video-bridge": "bridge_cli.main:main"}
+    section = (root / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    # The script is in .venv/bin, not on PATH: the block activates the venv before the bare name.
+    assert block[0].startswith("source .venv/bin/activate")
+    assert ".venv/bin/video-bridge" in section
+    examples = [shlex.split(line.split("#", 1)[0]) for line in block[1:]]
+    assert examples and all(words[0] == "video-bridge" for words in examples)
+    for words in examples:
+        build_parser({}).parse_args(words[1:])  # each example is a command the CLI takes
