@@ -181,6 +181,33 @@ def test_every_skipped_checkov_check_says_why() -> None:
         assert len(skip.get("comment", "")) >= 40, f"{name} skips {skip['id']} without a reason"
 
 
+def test_each_checkov_skip_reason_is_written_once() -> None:
+    """A skip shared by several resources is an anchor on its first use and an alias elsewhere."""
+    text = TEMPLATE.read_text()
+    reasons = {
+        skip["comment"]
+        for r in template()["Resources"].values()
+        for skip in (r.get("Metadata", {}).get("checkov", {}).get("skip") or [])
+    }
+    assert reasons
+    for reason in reasons:
+        assert text.count(reason) == 1, reason
+
+
+def test_sections_come_in_order_and_every_parameter_is_in_exactly_one_console_group() -> None:
+    parsed = template()
+    sections = [
+        key for key in parsed if key in {"Parameters", "Metadata", "Conditions", "Globals", "Resources", "Outputs"}
+    ]
+    assert sections == ["Parameters", "Metadata", "Conditions", "Globals", "Resources", "Outputs"]
+    interface = parsed["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = [name for group in interface["ParameterGroups"] for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(parsed["Parameters"])  # every parameter, each once, nothing unknown
+    assert all(group["Label"]["default"] for group in interface["ParameterGroups"])
+    assert set(interface["ParameterLabels"]) <= set(parsed["Parameters"])
+    assert all(label["default"] for label in interface["ParameterLabels"].values())
+
+
 def _machine() -> dict:
     return json.loads((ROOT / "statemachine" / "job_tracker.asl.json").read_text())["States"]
 
