@@ -28,8 +28,11 @@ def taken_port() -> Iterator[int]:
 
 @pytest.mark.parametrize("option", ["--port", "--receiver-port", "--aws-port"])
 def test_a_taken_port_stops_the_local_run_at_once_naming_it(
-    taken_port: int, option: str, capsys: pytest.CaptureFixture[str]
+    taken_port: int, option: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The run reads a real Router One from the environment; another test's stack may have left one there.
+    for name in ("ROUTER_ONE_BASE_URL", "ROUTER_ONE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     others = {"--port": "0", "--receiver-port": "0", "--aws-port": "0"} | {option: str(taken_port)}
     started = time.monotonic()
     code = run.main([arg for pair in others.items() for arg in pair])
