@@ -18,7 +18,7 @@ from bridge.settings import get_settings
 from bridge.tenancy import Caller
 from bridge_local.emulator import EmbeddedAws, LambdaContext
 from bridge_local.local_stack import forget_cached_clients
-from bridge_local.testing import environ_restored
+from bridge_local.testing import create_table_like, environ_restored
 
 # Only the test that passes a Lambda context gives Powertools a remaining time; the others need none.
 pytestmark = pytest.mark.filterwarnings("ignore:Couldn.t determine the remaining time left")
@@ -68,13 +68,7 @@ def emulator() -> Iterator[EmbeddedAws]:
 @pytest.fixture
 def table(emulator: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     name = f"idempotency-{uuid.uuid4().hex[:10]}"
-    # The key schema of IdempotencyTable in template.yaml.
-    emulator.client("dynamodb").create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table_like(emulator.client("dynamodb"), "IdempotencyTable", name)
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", name)
     monkeypatch.setenv("OWNER_ID_SECRET", emulator.owner_secret_arn)  # type: ignore[attr-defined]
     get_settings.cache_clear()

@@ -22,19 +22,11 @@ from bridge.settings import get_settings
 from bridge.tenancy import Caller
 from bridge_local.emulator import DUMMY_ROLE_ARN, EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
-from bridge_local.testing import environ_restored
+from bridge_local.testing import create_table_like, environ_restored
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 # A loop that stays running until stopped, as a job's tracking execution does while it waits.
 WAITING = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": True}}}
-
-
-def gsi(name: str, key: str) -> dict[str, Any]:
-    return {
-        "IndexName": name,
-        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}, {"AttributeName": "created_at", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "KEYS_ONLY"},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -43,34 +35,9 @@ def emulator() -> Iterator[EmbeddedAws]:
     with environ_restored(), EmbeddedAws() as embedded:
         suffix = uuid.uuid4().hex[:8]
         dynamodb = embedded.client("dynamodb")
-        # The key schema and indexes of JobsTable in template.yaml (with OwnerStatusIndexOn).
-        dynamodb.create_table(
-            TableName=f"jobs-{suffix}",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("task_id", "kind", "status", "created_at", "owner_id", "owner_status")
-            ],
-            KeySchema=[{"AttributeName": "task_id", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                gsi("jobs_by_created", "kind"),
-                gsi("jobs_by_status", "status"),
-                gsi("jobs_by_owner", "owner_id"),
-                gsi("jobs_by_owner_status", "owner_status"),
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        dynamodb.create_table(
-            TableName=f"deliveries-{suffix}",
-            AttributeDefinitions=[
-                {"AttributeName": "task_id", "AttributeType": "S"},
-                {"AttributeName": "event_id", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "task_id", "KeyType": "HASH"},
-                {"AttributeName": "event_id", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        # The keys and indexes template.yaml gives its tables (the owner-status index on, as by default).
+        create_table_like(dynamodb, "JobsTable", f"jobs-{suffix}")
+        create_table_like(dynamodb, "WebhookDeliveriesTable", f"deliveries-{suffix}")
         queue = embedded.client("sqs").create_queue(QueueName=f"reconcile-{suffix}")["QueueUrl"]
         machine = embedded.client("stepfunctions").create_state_machine(
             name=f"bridge-{suffix}", definition=json.dumps(WAITING), roleArn=DUMMY_ROLE_ARN

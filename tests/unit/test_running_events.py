@@ -18,7 +18,7 @@ from bridge.settings import get_settings
 from bridge.timeutil import iso
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
-from bridge_local.testing import environ_restored
+from bridge_local.testing import create_table_like, environ_restored
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 INTERVAL_S = 30
@@ -32,24 +32,8 @@ def emulator() -> Iterator[EmbeddedAws]:
         dynamodb = embedded.client("dynamodb")
         suffix = uuid.uuid4().hex[:8]
         # The key schemas of JobsTable and WebhookDeliveriesTable in template.yaml.
-        dynamodb.create_table(
-            TableName=f"jobs-{suffix}",
-            AttributeDefinitions=[{"AttributeName": "task_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "task_id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        dynamodb.create_table(
-            TableName=f"deliveries-{suffix}",
-            AttributeDefinitions=[
-                {"AttributeName": "task_id", "AttributeType": "S"},
-                {"AttributeName": "event_id", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "task_id", "KeyType": "HASH"},
-                {"AttributeName": "event_id", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table_like(dynamodb, "JobsTable", f"jobs-{suffix}")
+        create_table_like(dynamodb, "WebhookDeliveriesTable", f"deliveries-{suffix}")
         os.environ["JOBS_TABLE_NAME"] = f"jobs-{suffix}"
         os.environ["WEBHOOK_DELIVERIES_TABLE_NAME"] = f"deliveries-{suffix}"
         os.environ["PROGRESS_EVENT_INTERVAL_SECONDS"] = str(INTERVAL_S)

@@ -17,7 +17,7 @@ from bridge.settings import get_settings
 from bridge.webhook_store import DeliveryStatus
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
-from bridge_local.testing import environ_restored
+from bridge_local.testing import create_table_like, environ_restored
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 URL = "https://hooks.example.com/in"
@@ -35,16 +35,7 @@ def emulator() -> Iterator[EmbeddedAws]:
 @pytest.fixture
 def table(emulator: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     name = f"deliveries-{uuid.uuid4().hex[:10]}"
-    # The key schema of WebhookDeliveriesTable in template.yaml.
-    emulator.client("dynamodb").create_table(
-        TableName=name,
-        AttributeDefinitions=[
-            {"AttributeName": "task_id", "AttributeType": "S"},
-            {"AttributeName": "event_id", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "task_id", "KeyType": "HASH"}, {"AttributeName": "event_id", "KeyType": "RANGE"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table_like(emulator.client("dynamodb"), "WebhookDeliveriesTable", name)
     monkeypatch.setenv("WEBHOOK_DELIVERIES_TABLE_NAME", name)
     renamed()
     yield name
