@@ -87,6 +87,11 @@ def session_for_key(access_key_id: str) -> RoleSession | None:
         return _sessions_by_key.get(access_key_id)
 
 
+def current_role() -> RoleSession | None:
+    """The role whose code is running in this thread (None: the administrator)."""
+    return _running_as.get()
+
+
 @contextmanager
 def running_as(session: RoleSession | None) -> Iterator[None]:
     """AWS calls made inside sign with `session`'s keys (None: the administrator's)."""
