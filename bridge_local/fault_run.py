@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -621,26 +621,18 @@ class Report:
     scheduling_lag: SchedulingLag | None = None
 
     def failures(self) -> list[str]:
-        failed = []
-        if not self.accepted:
-            failed.append("nothing accepted")
-        if self.lost:
-            failed.append(f"{len(self.lost)} lost")
-        if self.not_exactly_one:
-            failed.append(f"{len(self.not_exactly_one)} with more than one terminal event id")
-        if self.wrong_outcome:
-            failed.append(f"{len(self.wrong_outcome)} with the wrong outcome after a cancel")
-        if self.cancel_unexpected:
-            failed.append(f"{len(self.cancel_unexpected)} unexpected cancel answers")
-        if self.unfinished:
-            failed.append(f"{len(self.unfinished)} webhooks neither delivered nor dead-lettered")
-        if self.without_reason:
-            failed.append(f"{len(self.without_reason)} final webhook rows without a reason")
-        if self.receiver_mismatch:
-            failed.append(f"{len(self.receiver_mismatch)} deliveries not as their receiver should get them")
-        if self.over_time:
-            failed.append(f"{len(self.over_time)} attempts over their timeout + 1 s")
-        return failed
+        failed = [] if self.accepted else ["nothing accepted"]
+        checks: list[tuple[Sized, str]] = [
+            (self.lost, "lost"),
+            (self.not_exactly_one, "with more than one terminal event id"),
+            (self.wrong_outcome, "with the wrong outcome after a cancel"),
+            (self.cancel_unexpected, "unexpected cancel answers"),
+            (self.unfinished, "webhooks neither delivered nor dead-lettered"),
+            (self.without_reason, "final webhook rows without a reason"),
+            (self.receiver_mismatch, "deliveries not as their receiver should get them"),
+            (self.over_time, "attempts over their timeout + 1 s"),
+        ]
+        return failed + [f"{len(found)} {what}" for found, what in checks if found]
 
     @property
     def ok(self) -> bool:
