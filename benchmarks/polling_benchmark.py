@@ -29,7 +29,7 @@ for _path in (ROOT, ROOT / "layers" / "bridge"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bridge.poll_policy import MIN_WAIT_S, ModelDurations, PollMemory, next_wait, remember  # noqa: E402
+from bridge.tracking.eta_policy import MIN_WAIT_S, ModelDurations, PollMemory, next_wait, remember  # noqa: E402
 from bridge_local.simulator import _progress  # noqa: E402  (the simulator's progress curve, reused as is)
 
 DEFAULT_WORKLOAD = ROOT / "benchmarks" / "workloads" / "video-jobs-1000.jsonl"

@@ -30,10 +30,10 @@ import boto3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "bridge")]
 
-from bridge import jobs  # noqa: E402
 from bridge.observability import logger  # noqa: E402
-from bridge.reconcile import SWEEP_CURSOR  # noqa: E402
+from bridge.outcomes.reconcile import SWEEP_CURSOR  # noqa: E402
 from bridge.settings import get_settings  # noqa: E402
+from bridge.store import jobs  # noqa: E402
 from bridge.timeutil import utcnow  # noqa: E402
 from bridge_local.emulator import DUMMY_ROLE_ARN  # noqa: E402
 from bridge_local.local_stack import start_local_stack  # noqa: E402

@@ -231,13 +231,15 @@ class BridgeFaults:
     # ------------------------------------------------------------------ the wrappers
 
     def install(self, cleanup: ExitStack) -> BridgeFaults:
-        from bridge import jobs, lifecycle, webhooks
-        from bridge.router_one import RouterOneClient
+        from bridge.outcomes import lifecycle
+        from bridge.store import jobs
+        from bridge.upstream.router_one import RouterOneClient
+        from bridge.webhooks import dispatch
 
         self._patch(cleanup, jobs, "record_outcome", self._record_outcome(jobs.record_outcome))
         self._patch(cleanup, RouterOneClient, "status", self._status(RouterOneClient.status))
         self._patch(cleanup, lifecycle, "_publish", self._cancel_publish(lifecycle._publish))
-        self._patch(cleanup, webhooks, "prepare_delivery", self._prepare_delivery(webhooks.prepare_delivery))
+        self._patch(cleanup, dispatch, "prepare_delivery", self._prepare_delivery(dispatch.prepare_delivery))
         return self
 
     @staticmethod
@@ -261,7 +263,7 @@ class BridgeFaults:
 
     def _record_outcome(self, real: Callable[..., Any]) -> Callable[..., Any]:
         from bridge.clients import stepfunctions
-        from bridge.lifecycle import CANCEL_OWNER
+        from bridge.outcomes.lifecycle import CANCEL_OWNER
         from bridge_local.emulator import LambdaFault
         from bridge_local.iam import running_as
 
@@ -339,8 +341,8 @@ class BridgeFaults:
         return publish
 
     def _prepare_delivery(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        from bridge.publish import event_kind
-        from bridge.webhooks import webhook_wanted
+        from bridge.outcomes.events import event_kind
+        from bridge.webhooks.dispatch import webhook_wanted
 
         def prepare_delivery(job: dict[str, Any], event: dict[str, Any], now: Any, **kwargs: Any) -> Any:
             if not webhook_wanted(job, event_kind(event)):
@@ -363,10 +365,10 @@ class BridgeFaults:
 
 
 def _called_by_reconciler() -> bool:
-    """Whether the outcome check (bridge.outcome_checks) is on the stack of this call."""
+    """Whether the outcome check (bridge.outcomes.checks) is on the stack of this call."""
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_globals.get("__name__") == "bridge.outcome_checks":
+        if frame.f_globals.get("__name__") == "bridge.outcomes.checks":
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
@@ -391,11 +393,12 @@ def start_fault_receivers(cleanup: ExitStack, *, http_url: str, signing_secret: 
     """The misbehaving receivers, and an https receiver whose certificate names `localhost` only.
 
     The webhook client is made to trust that certificate (and the usual CAs) for the run; the
-    bridge's code is unchanged: `bridge.webhook_sender` is handed a client built by
+    bridge's code is unchanged: `bridge.webhooks.sender` is handed a client built by
     `bridge.clients.webhook_client` with the test CA added, as tests/unit/test_webhook_hosts.py does.
     """
-    from bridge import clients, webhook_sender
+    from bridge import clients
     from bridge.settings import get_settings
+    from bridge.webhooks import sender
     from bridge_local.receiver import WebhookReceiver
     from bridge_local.tls import self_signed
 
@@ -413,9 +416,9 @@ def start_fault_receivers(cleanup: ExitStack, *, http_url: str, signing_secret: 
                 made.append(clients.webhook_client(get_settings().webhook_timeout_seconds, verify=trust))
             return made[0]
 
-    original = webhook_sender.webhook_http_client
-    webhook_sender.webhook_http_client = trusting_client  # type: ignore[assignment]
-    cleanup.callback(setattr, webhook_sender, "webhook_http_client", original)
+    original = sender.webhook_http_client
+    sender.webhook_http_client = trusting_client  # type: ignore[assignment]
+    cleanup.callback(setattr, sender, "webhook_http_client", original)
     cleanup.callback(lambda: [client.close() for client in made])
     return Receivers(
         urls={

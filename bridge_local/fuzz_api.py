@@ -134,7 +134,7 @@ class FuzzReport:
         )
 
     def render(self) -> str:
-        from bridge.http_api import openapi_document
+        from bridge.api.http_api import openapi_document
 
         documented = {f"{m.upper()} {p}" for p, item in openapi_document()["paths"].items() for m in item}
         by_operation = Counter({op: n for op, n in self.requests_by_operation.items() if op in documented})

@@ -54,12 +54,14 @@ def forget_cached_clients() -> None:
     starts them afresh, as a new Lambda instance would."""
     from aws_lambda_powertools.utilities import parameters
 
-    from bridge import clients, idempotent_submit, settings, upstream
+    from bridge import clients, settings
+    from bridge.submit import idempotent
+    from bridge.upstream import configured
 
     settings.get_settings.cache_clear()
     clients.reset()
-    idempotent_submit.reset()
-    upstream.router_one.cache_clear()
+    idempotent.reset()
+    configured.router_one.cache_clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
 

@@ -18,7 +18,7 @@ DOCUMENT = ROOT / "docs" / "openapi.json"
 
 
 def rendered() -> str:
-    from bridge.http_api import openapi_document
+    from bridge.api.http_api import openapi_document
 
     return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
 

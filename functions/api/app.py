@@ -5,9 +5,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bridge.deadlines import lambda_budget
-from bridge.http_api import app
+from bridge.api.http_api import app
 from bridge.observability import logger, metrics, tracer
+from bridge.outbound.deadlines import lambda_budget
 
 # Router One must answer this long before the function's end: time to record the job and start its
 # loop, or hand it to the reconciler (the submit's own deadline, 20 s, usually ends it first).

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bridge.auth import authorize
+from bridge.api.authorizer import authorize
 from bridge.observability import logger
 
 

@@ -4,9 +4,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bridge.deadlines import lambda_budget
 from bridge.observability import logger, metrics, tracer
-from bridge.video_store import keep_video
+from bridge.outbound.deadlines import lambda_budget
+from bridge.outcomes.video_copy import keep_video
 
 # The copy stops this long before the function would be: time to abort the upload and note why.
 RESERVE_S = 60.0

@@ -4,10 +4,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bridge.deadlines import lambda_budget
 from bridge.errors import UpstreamTransientError
 from bridge.observability import logger, metrics, tracer
-from bridge.tracking import poll_once
+from bridge.outbound.deadlines import lambda_budget
+from bridge.tracking.poll_step import poll_once
 
 # Router One must answer this long before the function's end: time to record what it said.
 RESERVE_S = 8.0

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.observability import logger, metrics, tracer
-from bridge.reconcile import reconcile_record, sweep
+from bridge.outcomes.reconcile import reconcile_record, sweep
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.observability import logger, metrics, tracer
-from bridge.webhook_sender import deliver_record
+from bridge.webhooks.sender import deliver_record
 
 # Records it cannot take (too little time left) are reported, even when that is all of them: a
 # function error would send back the ones already delivered too.

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bridge.http_api import openapi_document
+from bridge.api.http_api import openapi_document
 from bridge_local.fuzz_api import TenantData, fuzz, seed_tenant
 
 from .conftest import TENANT_B_API_KEY, LocalBridge

@@ -194,18 +194,19 @@ def test_submit_rejected_upstream_passes_the_error_through_and_records_nothing(
 
 
 def test_unreachable_upstream_is_a_502_envelope(bridge: LocalBridge) -> None:
-    from bridge import settings, upstream
+    from bridge import settings
+    from bridge.upstream import configured
 
     original = os.environ["ROUTER_ONE_BASE_URL"]
     os.environ["ROUTER_ONE_BASE_URL"] = "http://127.0.0.1:9"  # discard port: nothing listens
     settings.get_settings.cache_clear()
-    upstream.router_one.cache_clear()
+    configured.router_one.cache_clear()
     try:
         response = bridge.submit()
     finally:
         os.environ["ROUTER_ONE_BASE_URL"] = original
         settings.get_settings.cache_clear()
-        upstream.router_one.cache_clear()
+        configured.router_one.cache_clear()
     assert response.status_code == 502
     assert response.json()["error"] == {**response.json()["error"], "type": "api_error", "code": "upstream_error"}
 
@@ -293,7 +294,7 @@ def test_a_missing_jobs_table_defers_the_job_to_the_reconciler_instead_of_losing
     """A real AWS error (not a mock): the job write fails, the reconcile queue takes the job."""
     import boto3
 
-    from bridge import jobs
+    from bridge.store import jobs
 
     real_create_job = jobs.create_job
     failed: list[str] = []

@@ -120,7 +120,7 @@ def test_a_pass_through_job_whose_write_failed_reaches_the_reconciler_with_its_k
 ) -> None:
     from botocore.exceptions import ClientError
 
-    from bridge import jobs
+    from bridge.store import jobs
 
     real_create = jobs.create_job
     calls = {"n": 0}

@@ -17,7 +17,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from bridge import jobs, reconcile, submission
+from bridge.outcomes import reconcile
+from bridge.store import jobs
+from bridge.submit import submission
 from bridge.timeutil import utcnow
 from bridge_local.emulator import DUMMY_ROLE_ARN
 from bridge_local.iam import running_as

@@ -121,9 +121,9 @@ def test_without_the_outcome_checks_a_poll_stopped_after_its_outcome_is_reported
 ) -> None:
     # The run can fail: with nobody left to publish (the execution stopped, the checks off), the
     # outcome is recorded on the row and never goes out, and the run says so.
-    from bridge import outcome_checks
+    from bridge.outcomes import checks
 
-    monkeypatch.setattr(outcome_checks, "queue_check", lambda task_id, **_: None)
+    monkeypatch.setattr(checks, "queue_check", lambda task_id, **_: None)
     every_one_stopped = FaultMix(
         kill_after_outcome=0, stop_after_outcome=1.0, kill_mid_request=0, cancel=0, callback=0, receivers=()
     )

@@ -84,7 +84,7 @@ def html_server() -> Iterator[str]:
 
 
 def test_something_that_is_not_a_video_is_refused(bridge: LocalBridge, html_server: str) -> None:
-    from bridge.video_store import keep_video
+    from bridge.outcomes.video_copy import keep_video
 
     event = completed_event(bridge)
     event["data"]["url"] = html_server

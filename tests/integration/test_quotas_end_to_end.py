@@ -17,9 +17,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bridge import jobs, tracking
-from bridge.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH
-from bridge.idempotent_submit import MAX_KEY_LENGTH
 from bridge.models import (
     MAX_IMAGE_URLS,
     MAX_INPUT_REFERENCE_LENGTH,
@@ -30,6 +27,10 @@ from bridge.models import (
     MAX_URL_LENGTH,
     WebhookEvent,
 )
+from bridge.store import jobs
+from bridge.submit.idempotent import MAX_KEY_LENGTH
+from bridge.tracking import poll_step
+from bridge.upstream.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH
 from bridge_local.moto_patches import quotas
 
 from .conftest import LocalBridge
@@ -229,6 +230,6 @@ def test_an_upstream_error_too_long_for_the_quotas_ends_the_job_with_its_head(br
     event = bridge.wait_until(failed_everywhere, timeout=60, what=f"the failure of {task_id}")
     error = event["data"]["error"]
     assert event["data"]["status"] == "failed" and error["truncated"] is True
-    assert long_message.startswith(error["message"]) and len(error["message"]) == tracking.MAX_ERROR_MESSAGE_BYTES
+    assert long_message.startswith(error["message"]) and len(error["message"]) == poll_step.MAX_ERROR_MESSAGE_BYTES
     assert [e["status"] for e in bridge.wait_for_executions_to_end(task_id)] == ["SUCCEEDED"]
     assert bridge.api.get(f"/v1/videos/generations/{task_id}").json()["error"] == error

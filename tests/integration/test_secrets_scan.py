@@ -241,8 +241,8 @@ def test_botocore_debug_logs_do_not_show_secrets_manager_answers(
 ) -> None:
     from aws_lambda_powertools.utilities import parameters
 
-    from bridge.credentials import router_one_api_key
-    from bridge.signing import current_signing_keys
+    from bridge.upstream.credentials import router_one_api_key
+    from bridge.webhooks.signing import current_signing_keys
 
     parameters.clear_caches()  # read both secrets afresh, as a cold start does
     caplog.set_level(logging.DEBUG)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from bridge import jobs, lifecycle, outcome_checks
+from bridge.outcomes import checks, lifecycle
+from bridge.store import jobs
 from bridge_local.emulator import LambdaFault
 from bridge_local.iam import running_as
 
@@ -263,7 +264,7 @@ def test_an_outcome_published_by_an_execution_without_the_mark_step_is_not_publi
 
     # With the reconcile function's role, as the check runs on Lambda: clearing the mark is its to make.
     with running_as(bridge.stack.roles["ReconcileFunctionRole"]):
-        assert outcome_checks.check_outcome(outcome_checks.OutcomeCheck(task_id=task_id)) == "published"
+        assert checks.check_outcome(checks.OutcomeCheck(task_id=task_id)) == "published"
 
     assert "unpublished_since" not in (bridge.job_row(task_id) or {})
     assert [e["status"] for e in bridge.executions(task_id)] == ["SUCCEEDED"]  # nothing started again

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import jobs
 from bridge.clients import jobs_table
+from bridge.store import jobs
 from bridge.timeutil import utcnow
 from bridge_local.iam import current_role
 

@@ -107,12 +107,13 @@ class ProgressSampler:
 @pytest.fixture
 def short_upstream_timeout(bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A 1 s budget per Router One request (settings and clients are cached per process)."""
-    from bridge import clients, settings, upstream
+    from bridge import clients, settings
+    from bridge.upstream import configured
 
     def forget() -> None:
         settings.get_settings.cache_clear()
         clients.reset()
-        upstream.router_one.cache_clear()
+        configured.router_one.cache_clear()
 
     monkeypatch.setenv("UPSTREAM_TIMEOUT_SECONDS", "1")
     forget()
@@ -222,12 +223,13 @@ def test_a_poll_ends_where_the_function_has_only_room_left_to_record_it(bridge: 
 
 @pytest.fixture
 def short_submit_deadline(bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from bridge import clients, settings, upstream
+    from bridge import clients, settings
+    from bridge.upstream import configured
 
     def forget() -> None:
         settings.get_settings.cache_clear()
         clients.reset()
-        upstream.router_one.cache_clear()
+        configured.router_one.cache_clear()
 
     monkeypatch.setenv("UPSTREAM_SUBMIT_TIMEOUT_SECONDS", "1")
     forget()

@@ -30,7 +30,7 @@ MARGIN_S = 1.0
 
 def new_delivery(bridge: LocalBridge, path: str, *replies: Reply, url: str | None = None) -> dict[str, Any]:
     """A logged, pending delivery of a completed event to the receiver; returns its queue message."""
-    from bridge import webhook_store
+    from bridge.store import deliveries
     from bridge.timeutil import utcnow
 
     task_id = f"v_{uuid.uuid4().hex}"
@@ -41,7 +41,7 @@ def new_delivery(bridge: LocalBridge, path: str, *replies: Reply, url: str | Non
     }
     if replies:
         bridge.receiver.script(path, replies)
-    webhook_store.create_delivery(
+    deliveries.create_delivery(
         task_id=task_id, event=event, callback_url=url or f"{bridge.receiver.url}{path}", now=utcnow(), expires_at=None
     )
     return {"task_id": task_id, "event_id": event["id"], "round": 1, "attempt": 1}
@@ -78,9 +78,9 @@ def invoke(bridge: LocalBridge, event: dict[str, Any], timeout_s: float = 90.0) 
 
 
 def row(bridge: LocalBridge, message: dict[str, Any]) -> dict[str, Any]:
-    from bridge import webhook_store
+    from bridge.store import deliveries
 
-    found = webhook_store.get_delivery(message["task_id"], message["event_id"])
+    found = deliveries.get_delivery(message["task_id"], message["event_id"])
     assert found is not None
     return found
 
@@ -222,11 +222,11 @@ def test_an_unreadable_signing_secret_is_a_logged_failed_attempt_retried_on_sche
 def test_a_non_ascii_host_from_an_old_row_is_delivered_by_its_idna_name(
     bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import callback_urls
+    from bridge.outbound import ssrf_guard
 
-    real = callback_urls.system_resolver
+    real = ssrf_guard.system_resolver
     monkeypatch.setattr(
-        callback_urls,
+        ssrf_guard,
         "system_resolver",
         lambda host, port: ["127.0.0.1"] if host == "xn--bcher-kva.example" else real(host, port),
     )
@@ -243,17 +243,17 @@ def test_a_non_ascii_host_from_an_old_row_is_delivered_by_its_idna_name(
 def test_a_failed_hand_on_comes_back_and_hands_on_without_a_second_attempt(
     bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import webhook_sender
+    from bridge.webhooks import sender
 
     message = new_delivery(bridge, "/fail/handon", Reply(500, body="busy"), Reply(200))
-    real = webhook_sender.enqueue
+    real = sender.enqueue
 
     def sqs_down(follow: Any, *, delay_s: float) -> None:
         if follow.task_id == message["task_id"]:
             raise EndpointConnectionError(endpoint_url="https://sqs.invalid")
         real(follow, delay_s=delay_s)
 
-    monkeypatch.setattr(webhook_sender, "enqueue", sqs_down)
+    monkeypatch.setattr(sender, "enqueue", sqs_down)
     event = sqs_event([message])
     answer = invoke(bridge, event)
 
@@ -263,8 +263,8 @@ def test_a_failed_hand_on_comes_back_and_hands_on_without_a_second_attempt(
     assert logged["status"] == "retrying" and logged["hand_on_pending"] == 1
     assert [a["status_code"] for a in logged["attempts"]] == [500]
 
-    monkeypatch.setattr(webhook_sender, "enqueue", real)
-    assert webhook_sender.deliver(message) == "handed_on"  # the same message, back from the queue
+    monkeypatch.setattr(sender, "enqueue", real)
+    assert sender.deliver(message) == "handed_on"  # the same message, back from the queue
     assert "hand_on_pending" not in row(bridge, message)
     delivered = wait_for_status(bridge, message, "delivered")
     assert [a["status_code"] for a in delivered["attempts"]] == [500, 200]
@@ -274,22 +274,22 @@ def test_a_failed_hand_on_comes_back_and_hands_on_without_a_second_attempt(
 def test_when_the_log_cannot_be_written_the_message_comes_back(
     bridge: LocalBridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import webhook_store
+    from bridge.store import deliveries
 
     message = new_delivery(bridge, "/fail/log", Reply(200), Reply(200))
-    real = webhook_store.record_attempt
+    real = deliveries.record_attempt
 
     def dynamodb_down(**kwargs: Any) -> bool:
         if kwargs["task_id"] == message["task_id"]:
             raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
         return real(**kwargs)
 
-    monkeypatch.setattr(webhook_store, "record_attempt", dynamodb_down)
+    monkeypatch.setattr(deliveries, "record_attempt", dynamodb_down)
     event = sqs_event([message])
     assert invoke(bridge, event) == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert row(bridge, message)["attempt_count"] == 0
 
-    monkeypatch.setattr(webhook_store, "record_attempt", real)
+    monkeypatch.setattr(deliveries, "record_attempt", real)
     assert invoke(bridge, event) == {"batchItemFailures": []}  # back from the queue: attempted again
     assert row(bridge, message)["status"] == "delivered"
 

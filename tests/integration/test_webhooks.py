@@ -314,25 +314,23 @@ def test_invalid_webhook_fields_get_a_400_naming_the_field(
 
 
 def test_duplicate_stale_and_unknown_messages_are_dropped_without_a_request(bridge: LocalBridge) -> None:
-    from bridge import webhook_sender
+    from bridge.webhooks import sender
 
     task_id = submit_with_callback(bridge, "/hooks/dupes")
     delivery = bridge.wait_for_delivery_status(task_id, "delivered")
     event_id = delivery["event_id"]
 
     # SQS delivers at least once: the same message again, an old round, and a delivery that does not exist.
-    assert webhook_sender.deliver({"task_id": task_id, "event_id": event_id, "round": 1, "attempt": 1}) == "stale"
-    assert webhook_sender.deliver({"task_id": task_id, "event_id": event_id, "round": 7, "attempt": 1}) == "stale"
-    assert (
-        webhook_sender.deliver({"task_id": task_id, "event_id": "evt_missing", "round": 1, "attempt": 1}) == "unknown"
-    )
+    assert sender.deliver({"task_id": task_id, "event_id": event_id, "round": 1, "attempt": 1}) == "stale"
+    assert sender.deliver({"task_id": task_id, "event_id": event_id, "round": 7, "attempt": 1}) == "stale"
+    assert sender.deliver({"task_id": task_id, "event_id": "evt_missing", "round": 1, "attempt": 1}) == "unknown"
     time.sleep(1)
     assert len(bridge.receiver.deliveries("/hooks/dupes")) == 1
     assert len(bridge.delivery_rows(task_id)[0]["attempts"]) == 1
 
 
 def test_a_message_that_arrives_before_its_due_time_is_not_sent_yet(bridge: LocalBridge) -> None:
-    from bridge import webhook_sender
+    from bridge.webhooks import sender
 
     bridge.receiver.script("/hooks/early", [Reply(503, {"Retry-After": "60"})])
     task_id = submit_with_callback(bridge, "/hooks/early")
@@ -340,7 +338,7 @@ def test_a_message_that_arrives_before_its_due_time_is_not_sent_yet(bridge: Loca
     assert retrying["attempts"][0]["retry_in_s"] >= 60
     # Attempt 2 handed over too soon (SQS delays stop at 15 minutes, so long waits hop): back to the queue.
     early = {"task_id": task_id, "event_id": retrying["event_id"], "round": 1, "attempt": 2, "due_at": time.time() + 60}
-    assert webhook_sender.deliver(early) == "deferred"
+    assert sender.deliver(early) == "deferred"
     time.sleep(1)
     assert len(bridge.receiver.deliveries("/hooks/early")) == 1
     assert len(bridge.delivery_rows(task_id)[0]["attempts"]) == 1

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bridge import auth
-from bridge.auth import Unauthorized, authorize, bearer_key
+from bridge.api import authorizer
+from bridge.api.authorizer import Unauthorized, authorize, bearer_key
 from bridge.tenancy import OWNER_ID_PATTERN, owner_id_for
 
 SECRET = b"owner-id-secret-of-this-stack"
@@ -11,7 +11,7 @@ SECRET = b"owner-id-secret-of-this-stack"
 
 @pytest.fixture(autouse=True)
 def stack_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "owner_secret", lambda: SECRET)
+    monkeypatch.setattr(authorizer, "owner_secret", lambda: SECRET)
 
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/POST/v1/videos/generations"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bridge.callback_urls import check_callback_url
 from bridge.errors import InvalidRequest
+from bridge.outbound.ssrf_guard import check_callback_url
 
 
 def resolving_to(*addresses: str):

@@ -1,4 +1,4 @@
-"""Pass-through keys on their own (`bridge.caller_keys`): checked, sealed with KMS under the
+"""Pass-through keys on their own (`bridge.upstream.caller_keys`): checked, sealed with KMS under the
 stack's context, unsealed for a poll, and refused anywhere else."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge import caller_keys
-from bridge.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH, seal, unseal
 from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamTransientError
+from bridge.upstream import caller_keys
+from bridge.upstream.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH, seal, unseal
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import environ_restored

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from bridge import jobs, observability
+from bridge import observability
 from bridge.errors import ServiceUnavailable, UpstreamTransientError
+from bridge.store import jobs
 from bridge_local.deployer import import_handler
 from bridge_local.emulator import LambdaContext
 

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import deadlines
-from bridge.callback_urls import CallbackTarget
 from bridge.clients import deadline_client, webhook_client
 from bridge.errors import UpstreamTransientError, UpstreamUnavailable
-from bridge.outbound import post_pinned
-from bridge.router_one import RouterOneClient
+from bridge.outbound import deadlines
+from bridge.outbound.pinned_post import post_pinned
+from bridge.outbound.ssrf_guard import CallbackTarget
+from bridge.upstream.router_one import RouterOneClient
 from bridge_local.receiver import Reply, WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
 

@@ -1,4 +1,4 @@
-"""Submits with an Idempotency-Key on their own (`bridge.idempotent_submit`): replays, scoping per
+"""Submits with an Idempotency-Key on their own (`bridge.submit.idempotent`): replays, scoping per
 caller and per Router One account, refusals, with the submit itself replaced by a recorder."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bridge import idempotent_submit
-from bridge.caller_keys import CallerKey
 from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest
 from bridge.settings import get_settings
+from bridge.submit import idempotent
 from bridge.tenancy import Caller
+from bridge.upstream.caller_keys import CallerKey
 from bridge_local.emulator import EmbeddedAws, LambdaContext
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import create_table_like, environ_restored
@@ -72,16 +72,16 @@ def table(emulator: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", name)
     monkeypatch.setenv("OWNER_ID_SECRET", emulator.owner_secret_arn)  # type: ignore[attr-defined]
     get_settings.cache_clear()
-    idempotent_submit.reset()
+    idempotent.reset()
     yield name
     get_settings.cache_clear()
-    idempotent_submit.reset()
+    idempotent.reset()
 
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder(calls=[])
-    monkeypatch.setattr(idempotent_submit, "submit", recorder)
+    monkeypatch.setattr(idempotent, "submit", recorder)
     return recorder
 
 
@@ -100,24 +100,24 @@ def records(emulator: EmbeddedAws, table: str) -> list[dict[str, Any]]:
 def test_without_a_key_every_submit_goes_through_and_nothing_is_stored(
     emulator: EmbeddedAws, table: str, recorder: Recorder
 ) -> None:
-    first = idempotent_submit.submit_with_key(request(), None, ALICE)
-    second = idempotent_submit.submit_with_key(request(), None, ALICE)
+    first = idempotent.submit_with_key(request(), None, ALICE)
+    second = idempotent.submit_with_key(request(), None, ALICE)
     assert (first["task_id"], second["task_id"]) == ("task_1", "task_2")
     assert [owner for _, owner, _ in recorder.calls] == [ALICE.owner_id] * 2
     assert records(emulator, table) == []
 
 
-@pytest.mark.parametrize("key", ["", "   ", "k" * (idempotent_submit.MAX_KEY_LENGTH + 1)])
+@pytest.mark.parametrize("key", ["", "   ", "k" * (idempotent.MAX_KEY_LENGTH + 1)])
 def test_blank_or_overlong_keys_are_refused_before_submitting(table: str, recorder: Recorder, key: str) -> None:
     with pytest.raises(InvalidRequest) as excinfo:
-        idempotent_submit.submit_with_key(request(), key, ALICE)
+        idempotent.submit_with_key(request(), key, ALICE)
     assert excinfo.value.param == "Idempotency-Key"
     assert recorder.calls == []
 
 
 def test_a_key_of_the_longest_length_is_accepted(table: str, recorder: Recorder) -> None:
-    key = "k" * idempotent_submit.MAX_KEY_LENGTH
-    assert idempotent_submit.submit_with_key(request(), key, ALICE)["task_id"] == "task_1"
+    key = "k" * idempotent.MAX_KEY_LENGTH
+    assert idempotent.submit_with_key(request(), key, ALICE)["task_id"] == "task_1"
 
 
 def test_keys_are_refused_with_a_503_when_no_table_is_configured(
@@ -125,9 +125,9 @@ def test_keys_are_refused_with_a_503_when_no_table_is_configured(
 ) -> None:
     monkeypatch.delenv("IDEMPOTENCY_TABLE_NAME")
     get_settings.cache_clear()
-    idempotent_submit.reset()
+    idempotent.reset()
     with pytest.raises(ServiceUnavailable) as excinfo:
-        idempotent_submit.submit_with_key(request(), "key-1", ALICE)
+        idempotent.submit_with_key(request(), "key-1", ALICE)
     assert excinfo.value.code == "idempotency_unavailable"
     assert recorder.calls == []
 
@@ -139,8 +139,8 @@ def test_a_retry_with_the_same_key_and_body_replays_the_first_answer(
     emulator: EmbeddedAws, table: str, recorder: Recorder
 ) -> None:
     context = LambdaContext("api", "$LATEST", "arn:aws:lambda:us-east-1:123456789012:function:api", 512, 29)
-    first = idempotent_submit.submit_with_key(request(duration=5), "key-1", ALICE, context)
-    again = idempotent_submit.submit_with_key(request(duration=5), "key-1", ALICE)
+    first = idempotent.submit_with_key(request(duration=5), "key-1", ALICE, context)
+    again = idempotent.submit_with_key(request(duration=5), "key-1", ALICE)
     assert first == again == {"object": "video.generation", "task_id": "task_1"}
     assert len(recorder.calls) == 1
     [(submitted, owner, caller_key)] = recorder.calls
@@ -150,35 +150,35 @@ def test_a_retry_with_the_same_key_and_body_replays_the_first_answer(
 
 
 def test_the_same_key_with_another_body_is_a_422_and_submits_nothing(table: str, recorder: Recorder) -> None:
-    idempotent_submit.submit_with_key(request("first prompt"), "key-1", ALICE)
+    idempotent.submit_with_key(request("first prompt"), "key-1", ALICE)
     with pytest.raises(BridgeError) as excinfo:
-        idempotent_submit.submit_with_key(request("second prompt"), "key-1", ALICE)
+        idempotent.submit_with_key(request("second prompt"), "key-1", ALICE)
     assert excinfo.value.status == 422
     assert excinfo.value.code == "idempotency_key_reused"
     assert len(recorder.calls) == 1
 
 
 def test_another_key_is_another_submit(table: str, recorder: Recorder) -> None:
-    a = idempotent_submit.submit_with_key(request(), "key-1", ALICE)
-    b = idempotent_submit.submit_with_key(request(), "key-2", ALICE)
+    a = idempotent.submit_with_key(request(), "key-1", ALICE)
+    b = idempotent.submit_with_key(request(), "key-2", ALICE)
     assert a["task_id"] != b["task_id"] and len(recorder.calls) == 2
 
 
 def test_keys_are_scoped_to_their_caller(table: str, recorder: Recorder) -> None:
-    alice = idempotent_submit.submit_with_key(request(), "shared-key", ALICE)
-    bob = idempotent_submit.submit_with_key(request(), "shared-key", BOB)
+    alice = idempotent.submit_with_key(request(), "shared-key", ALICE)
+    bob = idempotent.submit_with_key(request(), "shared-key", BOB)
     assert alice["task_id"] != bob["task_id"]
     assert [owner for _, owner, _ in recorder.calls] == [ALICE.owner_id, BOB.owner_id]
     # And each still replays its own.
-    assert idempotent_submit.submit_with_key(request(), "shared-key", BOB) == bob
+    assert idempotent.submit_with_key(request(), "shared-key", BOB) == bob
     assert len(recorder.calls) == 2
 
 
 def test_a_failed_submit_is_not_remembered(table: str, recorder: Recorder) -> None:
     recorder.fail_next = ServiceUnavailable("upstream down")
     with pytest.raises(ServiceUnavailable):
-        idempotent_submit.submit_with_key(request(), "key-1", ALICE)
-    assert idempotent_submit.submit_with_key(request(), "key-1", ALICE)["task_id"] == "task_2"
+        idempotent.submit_with_key(request(), "key-1", ALICE)
+    assert idempotent.submit_with_key(request(), "key-1", ALICE)["task_id"] == "task_2"
     assert len(recorder.calls) == 2
 
 
@@ -187,12 +187,12 @@ def test_a_retry_while_the_first_is_still_running_is_a_409(table: str, recorder:
 
     def retry_meanwhile() -> None:
         try:
-            idempotent_submit.submit_with_key(request(), "key-1", ALICE)
+            idempotent.submit_with_key(request(), "key-1", ALICE)
         except BaseException as exc:
             seen.append(exc)
 
     recorder.during = retry_meanwhile
-    assert idempotent_submit.submit_with_key(request(), "key-1", ALICE)["task_id"] == "task_1"
+    assert idempotent.submit_with_key(request(), "key-1", ALICE)["task_id"] == "task_1"
     [refusal] = seen
     assert isinstance(refusal, Conflict) and refusal.code == "idempotency_in_progress"
     assert len(recorder.calls) == 1
@@ -203,7 +203,7 @@ def test_a_retry_while_the_first_is_still_running_is_a_409(table: str, recorder:
 
 def test_the_caller_key_rides_along_but_is_never_stored(emulator: EmbeddedAws, table: str, recorder: Recorder) -> None:
     mine = CallerKey(plaintext="sk-caller-one-5e1f", ciphertext="c2VhbGVk")
-    idempotent_submit.submit_with_key(request(), "key-1", ALICE, caller_key=mine)
+    idempotent.submit_with_key(request(), "key-1", ALICE, caller_key=mine)
     [(_, _, passed)] = recorder.calls
     assert passed is mine
     stored = repr(records(emulator, table))
@@ -213,11 +213,11 @@ def test_the_caller_key_rides_along_but_is_never_stored(emulator: EmbeddedAws, t
 def test_the_same_key_with_another_router_one_key_is_a_new_submit(table: str, recorder: Recorder) -> None:
     one = CallerKey(plaintext="sk-caller-one-5e1f", ciphertext="x")
     two = CallerKey(plaintext="sk-caller-two-77aa", ciphertext="y")
-    first = idempotent_submit.submit_with_key(request(), "key-1", ALICE, caller_key=one)
-    second = idempotent_submit.submit_with_key(request(), "key-1", ALICE, caller_key=two)
-    own = idempotent_submit.submit_with_key(request(), "key-1", ALICE)
+    first = idempotent.submit_with_key(request(), "key-1", ALICE, caller_key=one)
+    second = idempotent.submit_with_key(request(), "key-1", ALICE, caller_key=two)
+    own = idempotent.submit_with_key(request(), "key-1", ALICE)
     assert len({first["task_id"], second["task_id"], own["task_id"]}) == 3
     # The same Router One key again (another ciphertext of it) replays.
     again = CallerKey(plaintext="sk-caller-one-5e1f", ciphertext="z")
-    assert idempotent_submit.submit_with_key(request(), "key-1", ALICE, caller_key=again) == first
+    assert idempotent.submit_with_key(request(), "key-1", ALICE, caller_key=again) == first
     assert len(recorder.calls) == 3

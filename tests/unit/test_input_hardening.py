@@ -20,11 +20,11 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-import bridge.http_api as http_api
-from bridge import jobs
+import bridge.api.http_api as http_api
+from bridge.api.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, app
 from bridge.errors import TaskNotFound
-from bridge.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, app
 from bridge.models import MAX_METADATA_DEPTH, MAX_PROMPT_LENGTH, GenerationRequest
+from bridge.store import jobs
 from bridge_local.api_front import MAX_PAYLOAD_BYTES, ApiFront, ApiRoute
 from bridge_local.deployer import DEFAULT_TEMPLATE, load_template
 from bridge_local.gateway_responses import of_template

@@ -1,4 +1,4 @@
-"""Cancel and list on their own (`bridge.lifecycle`): the outcome written once, the loop stopped,
+"""Cancel and list on their own (`bridge.outcomes.lifecycle`): the outcome written once, the loop stopped,
 the event published once through its own execution; pages, filters and cursors of the list."""
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from bridge import jobs, lifecycle
 from bridge.clients import stepfunctions
 from bridge.errors import Conflict, InvalidRequest, TaskNotFound
 from bridge.models import JobStatus
-from bridge.outcome_checks import CANCEL_FINALIZER, CANCEL_PUBLISH_SUFFIX
-from bridge.polling import execution_arn, execution_name
+from bridge.outcomes import lifecycle
+from bridge.outcomes.checks import CANCEL_FINALIZER, CANCEL_PUBLISH_SUFFIX
 from bridge.settings import get_settings
+from bridge.store import jobs
 from bridge.tenancy import Caller
+from bridge.tracking.loop import execution_arn, execution_name
 from bridge_local.emulator import DUMMY_ROLE_ARN, EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import create_table_like, environ_restored

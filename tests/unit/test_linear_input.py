@@ -35,10 +35,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import bridge.http_api as http_api
+import bridge.api.http_api as http_api
 from benchmarks import adversarial_bodies as bench
+from bridge.api.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, describe_validation_errors, parse_json_object
 from bridge.errors import InvalidRequest
-from bridge.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, describe_validation_errors, parse_json_object
 from bridge.models import MAX_METADATA_BYTES, GenerationRequest
 
 # The depth pattern before it was made linear: a string needed its closing quote, so from every quote

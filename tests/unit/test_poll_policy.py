@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from bridge.poll_policy import (
+from bridge.settings import MIN_POLL_INTERVAL_S
+from bridge.tracking.eta_policy import (
     DEFAULT_MAX_WAIT_S,
     MAX_SAMPLES,
     MIN_HISTORY,
@@ -18,7 +19,6 @@ from bridge.poll_policy import (
     next_wait,
     remember,
 )
-from bridge.settings import MIN_POLL_INTERVAL_S
 from bridge_local.simulator import _progress
 
 FAR_DEADLINE = 7200.0

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.models import JobStatus
-from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
-from bridge.publish import build_outcome_event, detail_type, event_id
+from bridge.outcomes.events import build_outcome_event, detail_type, event_id
+from bridge.tracking.loop import execution_name, next_wait_seconds, should_continue_in_new_execution
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import polling_benchmark as bench
-from bridge.poll_policy import MIN_WAIT_S
+from bridge.tracking.eta_policy import MIN_WAIT_S
 from bridge_local.simulator import Job, JobConfig
 
 SLICE = 60

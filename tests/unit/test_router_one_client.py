@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import jobs, model_stats, settings, tracking
+from bridge import settings
 from bridge.errors import UpstreamPermanentError, UpstreamRejected, UpstreamTransientError, UpstreamUnavailable
 from bridge.models import UpstreamStatus
-from bridge.retry_after import retry_after_seconds
-from bridge.router_one import RouterOneClient, UpstreamRetryLater
+from bridge.outbound.retry_after import retry_after_seconds
+from bridge.store import jobs
+from bridge.tracking import model_stats, poll_step
+from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
 from bridge_local.simulator import RouterOneSimulator
 
 SECRET = "sk-unit-test-secret"
@@ -301,7 +303,7 @@ def row(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 def run_polls(monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any] | Exception) -> list[Any]:
     """Poll once per answer, feeding each step into the next as the state machine would."""
     upstream = FakeUpstream(*answers)
-    monkeypatch.setattr(tracking, "router_one", lambda: upstream)
+    monkeypatch.setattr(poll_step, "router_one", lambda: upstream)
     state: dict[str, Any] = {
         "task_id": TASK,
         "model": "video-default",
@@ -315,7 +317,7 @@ def run_polls(monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any] | Except
     for _ in answers:
         now += timedelta(seconds=state["next_wait_s"])
         try:
-            step = tracking.poll_once(state, now=now)
+            step = poll_step.poll_once(state, now=now)
         except UpstreamTransientError as exc:
             steps.append(exc)  # the state machine retries with the same input
             continue
@@ -331,11 +333,11 @@ def test_progress_going_backwards_is_recorded_as_the_highest_seen(
 ) -> None:
     recorded: list[Any] = []
 
-    def notice(previous: dict[str, Any], **kwargs: Any) -> tracking.RunningNotice:
+    def notice(previous: dict[str, Any], **kwargs: Any) -> poll_step.RunningNotice:
         recorded.append(kwargs["progress"])
-        return tracking.RunningNotice()
+        return poll_step.RunningNotice()
 
-    monkeypatch.setattr(tracking, "running_notice", notice)
+    monkeypatch.setattr(poll_step, "running_notice", notice)
     answers = [{"status": "processing", "progress": p} for p in (10, 40, 60, 20, 35, 70)]
     steps = run_polls(
         monkeypatch, *answers, {"status": "processing"}, {"status": "completed", "url": "https://cdn.test/v.mp4"}
@@ -344,7 +346,7 @@ def test_progress_going_backwards_is_recorded_as_the_highest_seen(
     # The poll policy still sees the drop (its samples restart) ...
     assert steps[3].poll_memory["samples"][-1][1] == 20 and len(steps[3].poll_memory["samples"]) == 1
     # ... and the highest value travels with the loop.
-    assert steps[3].poll_memory[tracking.PROGRESS_HIGH] == 60
+    assert steps[3].poll_memory[poll_step.PROGRESS_HIGH] == 60
     assert steps[-1].action == "publish" and row["status"] == "completed" and row["progress"] == 100
 
 
@@ -398,7 +400,7 @@ def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
     monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]
 ) -> None:
     upstream = FakeUpstream(UpstreamTransientError("Router One did not answer the GET in time"))
-    monkeypatch.setattr(tracking, "router_one", lambda: upstream)
+    monkeypatch.setattr(poll_step, "router_one", lambda: upstream)
     state = {
         "task_id": TASK,
         "model": "m",
@@ -406,7 +408,7 @@ def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
         "deadline_at": int(T0.timestamp()),
         "next_wait_s": 3,
     }
-    step = tracking.poll_once(state, now=T0 + timedelta(seconds=1))
+    step = poll_step.poll_once(state, now=T0 + timedelta(seconds=1))
     assert step.action == "publish" and row["status"] == "timed_out"
     assert row["error"]["code"] == "deadline_exceeded" and "in time" in row["error"]["message"]
 
@@ -428,7 +430,7 @@ def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
 def test_submit_refusals_reach_the_caller_with_a_documented_status(
     monkeypatch: pytest.MonkeyPatch, upstream_status: int, type_: str, code: str, answered: int, answered_code: str
 ) -> None:
-    from bridge import submission
+    from bridge.submit import submission
 
     client = client_answering(lambda r: envelope(upstream_status, type_, code))
     monkeypatch.setattr(submission, "router_one", lambda: client)

@@ -1,4 +1,4 @@
-"""`started` and `progress` events on their own (`bridge.running_events`): which poll sends which,
+"""`started` and `progress` events on their own (`bridge.tracking.running_events`): which poll sends which,
 to which channels, and how often, on rows written the way the poll writes them."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bridge import jobs, webhook_store
 from bridge.models import JobStatus, LoopState
-from bridge.running_events import RUNNING_DETAIL_TYPES, RunningNotice, running_notice, started_claim
 from bridge.settings import get_settings
+from bridge.store import deliveries, jobs
 from bridge.timeutil import iso
+from bridge.tracking.running_events import RUNNING_DETAIL_TYPES, RunningNotice, running_notice, started_claim
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import create_table_like, environ_restored
@@ -201,7 +201,7 @@ def test_with_the_bus_off_nothing_goes_out_without_a_webhook_that_asks(off_bus: 
     task_id = new_job(callback=True, events=["completed", "failed"])
     assert poll(task_id, progress=5) == RunningNotice()
     assert poll(task_id, progress=50, number=2, at=timedelta(minutes=5)) == RunningNotice()
-    assert webhook_store.list_deliveries(task_id) == []
+    assert deliveries.list_deliveries(task_id) == []
     # And no progress notification was claimed on the row.
     assert "progress_notified_at" not in jobs.get_job(task_id)
 
@@ -211,12 +211,12 @@ def test_a_webhook_that_asks_for_started_gets_it_without_the_bus(off_bus: None) 
     notice = poll(task_id, progress=5)
     assert notice.event is None and notice.detail_type is None
     assert notice.webhook is not None and notice.webhook["task_id"] == task_id
-    [delivery] = webhook_store.list_deliveries(task_id)
+    [delivery] = deliveries.list_deliveries(task_id)
     assert delivery["event_type"] == "video.generation.started"
     assert notice.webhook["event_id"] == delivery["event_id"]
     # A retry of the same poll logs nothing new and queues nothing twice.
     assert poll(task_id, progress=5, at=timedelta(seconds=11)).webhook is None
-    assert len(webhook_store.list_deliveries(task_id)) == 1
+    assert len(deliveries.list_deliveries(task_id)) == 1
     # `progress` was not asked for.
     assert poll(task_id, progress=60, number=2, at=timedelta(minutes=5)) == RunningNotice()
 
@@ -225,7 +225,7 @@ def test_a_webhook_that_asks_only_for_progress_gets_progress_from_the_first_poll
     task_id = new_job(callback=True, events=["progress"])
     notice = poll(task_id, progress=5)
     assert notice.webhook is not None and notice.event is None
-    [delivery] = webhook_store.list_deliveries(task_id)
+    [delivery] = deliveries.list_deliveries(task_id)
     assert delivery["event_type"] == "video.generation.progress"
 
 

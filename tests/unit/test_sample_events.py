@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 from bridge.models import LoopState, LoopStep
-from bridge.poll_policy import PollMemory
-from bridge.webhooks import DeliveryMessage
+from bridge.tracking.eta_policy import PollMemory
+from bridge.webhooks.dispatch import DeliveryMessage
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -158,7 +158,7 @@ def test_alarms_watch_failed_executions_crashes_late_outcomes_delivery_failures_
 def test_every_metric_an_alarm_reads_from_the_bridge_is_emitted_by_its_code() -> None:
     """An alarm on a misspelt metric would never fire: each custom metric is added somewhere."""
     globals_env = template()["Globals"]["Function"]["Environment"]["Variables"]
-    source = "\n".join(path.read_text() for path in (ROOT / "layers" / "bridge" / "bridge").glob("*.py"))
+    source = "\n".join(path.read_text() for path in (ROOT / "layers" / "bridge" / "bridge").rglob("*.py"))
     source += "\n".join(path.read_text() for path in (ROOT / "functions").glob("*/app.py"))
     alarms = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     custom = {metric for alarm in alarms for metric in _watched(alarm) if not metric[0].startswith("AWS/")}

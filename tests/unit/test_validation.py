@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.http_api import app
+from bridge.api.http_api import app
 from bridge.models import (
     MAX_IMAGE_URLS,
     MAX_INPUT_REFERENCE_LENGTH,
@@ -149,7 +149,7 @@ def body_with(field: str, value: object) -> dict:
 @pytest.fixture
 def accepted(monkeypatch: pytest.MonkeyPatch) -> list:
     """Submit accepts without Router One (and without the SSRF guard's DNS look-up); what it got is kept."""
-    import bridge.http_api as http_api
+    import bridge.api.http_api as http_api
 
     requests: list = []
 

@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import bridge.http_api as http_api
-from bridge.callback_urls import CallbackTarget, check_callback_url
+import bridge.api.http_api as http_api
 from bridge.errors import InvalidRequest
 from bridge.models import BRIDGE_FIELDS, NON_BLANK_TEXT_PATTERN, GenerationRequest
+from bridge.outbound.ssrf_guard import CallbackTarget, check_callback_url
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FIELDS = [

@@ -13,13 +13,14 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from bridge import callback_urls, webhook_sender
-from bridge.callback_urls import CallbackTarget
 from bridge.errors import ServiceUnavailable
-from bridge.outbound import pinned_url, post_pinned
-from bridge.retry_after import retry_after_seconds
+from bridge.outbound import ssrf_guard
+from bridge.outbound.pinned_post import pinned_url, post_pinned
+from bridge.outbound.retry_after import retry_after_seconds
+from bridge.outbound.ssrf_guard import CallbackTarget
 from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings, SettingsError, _from_environment
-from bridge.signing import signature_headers, signing_keys
+from bridge.webhooks import sender
+from bridge.webhooks.signing import signature_headers, signing_keys
 
 SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_B = "whsec_bmV3LXNpZ25pbmctc2VjcmV0LWZvci1yb3RhdGlvbi0xMjM0"
@@ -130,19 +131,19 @@ def test_default_schedule_keeps_trying_for_more_than_a_day() -> None:
 
 def test_retry_delay_follows_the_schedule_with_bounded_jitter() -> None:
     s = settings(webhook_retry_schedule=(10, 100), webhook_retry_jitter=0.2)
-    assert webhook_sender.retry_delay(1, None, s, rand=lambda: 0.0) == 8
-    assert webhook_sender.retry_delay(1, None, s, rand=lambda: 1.0) == 12
-    assert webhook_sender.retry_delay(2, None, s, rand=lambda: 0.5) == 100
+    assert sender.retry_delay(1, None, s, rand=lambda: 0.0) == 8
+    assert sender.retry_delay(1, None, s, rand=lambda: 1.0) == 12
+    assert sender.retry_delay(2, None, s, rand=lambda: 0.5) == 100
     rng = random.Random(7)
-    spread = {webhook_sender.retry_delay(2, None, s, rand=rng.random) for _ in range(50)}
+    spread = {sender.retry_delay(2, None, s, rand=rng.random) for _ in range(50)}
     assert len(spread) > 10 and min(spread) >= 80 and max(spread) <= 120
 
 
 def test_retry_after_lengthens_the_wait_but_is_capped() -> None:
     s = settings(webhook_retry_schedule=(5,), webhook_retry_jitter=0, webhook_max_retry_after_seconds=600)
-    assert webhook_sender.retry_delay(1, 60, s) == 60
-    assert webhook_sender.retry_delay(1, 1, s) == 5  # never sooner than the schedule
-    assert webhook_sender.retry_delay(1, 86_400, s) == 600
+    assert sender.retry_delay(1, 60, s) == 60
+    assert sender.retry_delay(1, 1, s) == 5  # never sooner than the schedule
+    assert sender.retry_delay(1, 86_400, s) == 600
 
 
 def test_schedule_and_flags_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,17 +190,17 @@ def test_each_attempt_checks_dns_again_and_refuses_a_host_that_now_points_inside
 ) -> None:
     """DNS rebinding: public at submit, private at delivery. No connection may be made."""
     answers = iter([["93.184.216.34"], ["10.0.0.7"]])
-    monkeypatch.setattr(callback_urls, "system_resolver", lambda host, port: next(answers))
+    monkeypatch.setattr(ssrf_guard, "system_resolver", lambda host, port: next(answers))
     url = "https://hooks.example.com/in"
-    callback_urls.check_callback_url(url)  # the submit-time check passes
+    ssrf_guard.check_callback_url(url)  # the submit-time check passes
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a refused callback must not be contacted")
 
-    monkeypatch.setattr(webhook_sender, "post_pinned", no_network)
-    monkeypatch.setattr(webhook_sender, "current_signing_keys", no_network)
+    monkeypatch.setattr(sender, "post_pinned", no_network)
+    monkeypatch.setattr(sender, "current_signing_keys", no_network)
     delivery = {"callback_url": url, "event": "{}", "event_id": "evt_1"}
-    result = webhook_sender.attempt_delivery(delivery, settings())
+    result = sender.attempt_delivery(delivery, settings())
     assert not result.delivered and result.status_code is None
     assert result.error is not None and "private" in result.error
 
@@ -243,8 +244,8 @@ def test_a_record_without_time_for_an_attempt_goes_back_untouched_and_is_counted
     def untouched(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("no attempt, no log, when there is no time for one")
 
-    monkeypatch.setattr(webhook_sender, "deliver", untouched)
+    monkeypatch.setattr(sender, "deliver", untouched)
     record = SQSRecord({"messageId": "m-1", "receiptHandle": "r-1", "body": '{"task_id": "v_1", "event_id": "e"}'})
-    with pytest.raises(webhook_sender.OutOfTime):
-        webhook_sender.deliver_record(record, NearlyOver())
+    with pytest.raises(sender.OutOfTime):
+        sender.deliver_record(record, NearlyOver())
     assert metrics.metric_set["WebhookDeliveryFailures"]["Value"] == [1.0]

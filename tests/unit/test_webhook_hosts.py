@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import callback_urls, clients, webhook_sender
-from bridge.callback_urls import check_callback_url
+from bridge import clients
 from bridge.errors import InvalidRequest, ServiceUnavailable
+from bridge.outbound import ssrf_guard
+from bridge.outbound.ssrf_guard import check_callback_url
 from bridge.settings import Settings
-from bridge.signing import signing_keys
+from bridge.webhooks import sender
+from bridge.webhooks.signing import signing_keys
 from bridge_local.receiver import Reply, WebhookReceiver
 from bridge_local.tls import Certificate, self_signed
 
@@ -48,13 +50,13 @@ def resolved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         asked.append(host)
         return HOSTS[host]
 
-    monkeypatch.setattr(callback_urls, "system_resolver", resolve)
-    monkeypatch.setattr(webhook_sender, "current_signing_keys", lambda: signing_keys(SECRET))
+    monkeypatch.setattr(ssrf_guard, "system_resolver", resolve)
+    monkeypatch.setattr(sender, "current_signing_keys", lambda: signing_keys(SECRET))
     return asked
 
 
 def use_client(monkeypatch: pytest.MonkeyPatch, client: httpx.Client) -> None:
-    monkeypatch.setattr(webhook_sender, "webhook_http_client", lambda: client)
+    monkeypatch.setattr(sender, "webhook_http_client", lambda: client)
 
 
 def settings() -> Settings:
@@ -75,9 +77,9 @@ def deliver_a_then_b(receiver: WebhookReceiver, tag: str) -> list[Any]:
     could be kept) to a.example, then one to b.example, on the same address and port."""
     receiver.script(f"/{tag}/a-busy", [Reply(503, body="busy")])
     return [
-        webhook_sender.attempt_delivery(delivery(f"https://a.example:{receiver.port}/{tag}/a"), settings()),
-        webhook_sender.attempt_delivery(delivery(f"https://a.example:{receiver.port}/{tag}/a-busy"), settings()),
-        webhook_sender.attempt_delivery(delivery(f"https://b.example:{receiver.port}/{tag}/b"), settings()),
+        sender.attempt_delivery(delivery(f"https://a.example:{receiver.port}/{tag}/a"), settings()),
+        sender.attempt_delivery(delivery(f"https://a.example:{receiver.port}/{tag}/a-busy"), settings()),
+        sender.attempt_delivery(delivery(f"https://b.example:{receiver.port}/{tag}/b"), settings()),
     ]
 
 
@@ -125,7 +127,7 @@ def test_a_webhook_to_a_non_ascii_host_goes_out_with_its_idna_name(
     monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver, certificate: Certificate, resolved: list[str]
 ) -> None:
     use_client(monkeypatch, clients.webhook_client(5, verify=certificate.client_context()))
-    result = webhook_sender.attempt_delivery(delivery(f"https://bücher.example:{receiver.port}/idna"), settings())
+    result = sender.attempt_delivery(delivery(f"https://bücher.example:{receiver.port}/idna"), settings())
     assert result.delivered, result
     assert resolved == [PUNYCODE]
     [received] = receiver.deliveries("/idna")
@@ -149,8 +151,8 @@ def test_an_unreadable_signing_secret_is_a_failed_attempt(monkeypatch: pytest.Mo
     def unreadable() -> Any:
         raise ServiceUnavailable("the webhook signing secret is not valid JSON", code="webhook_secret_unusable")
 
-    monkeypatch.setattr(webhook_sender, "current_signing_keys", unreadable)
-    result = webhook_sender.attempt_delivery(delivery("https://a.example/x"), settings())
+    monkeypatch.setattr(sender, "current_signing_keys", unreadable)
+    result = sender.attempt_delivery(delivery("https://a.example/x"), settings())
     assert not result.delivered and result.status_code is None
     assert result.error == "could not attempt: the webhook signing secret is not valid JSON"
 
@@ -159,7 +161,7 @@ def test_a_crash_in_the_url_check_is_a_failed_attempt(monkeypatch: pytest.Monkey
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise UnicodeError("label empty or too long")
 
-    monkeypatch.setattr(webhook_sender, "check_callback_url", crash)
-    result = webhook_sender.attempt_delivery(delivery("https://bücher.example/x"), settings())
+    monkeypatch.setattr(sender, "check_callback_url", crash)
+    result = sender.attempt_delivery(delivery("https://bücher.example/x"), settings())
     assert not result.delivered
     assert result.error == "could not attempt: UnicodeError: label empty or too long"

@@ -1,4 +1,4 @@
-"""The webhook delivery log on its own (`bridge.webhook_store`): one item per job and event, and
+"""The webhook delivery log on its own (`bridge.store.deliveries`): one item per job and event, and
 conditional writes that neither log an attempt twice nor fork a delivery's rounds."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bridge import webhook_store
 from bridge.clients import deliveries_table
 from bridge.settings import get_settings
-from bridge.webhook_store import DeliveryStatus
+from bridge.store import deliveries
+from bridge.store.deliveries import DeliveryStatus
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import create_table_like, environ_restored
@@ -53,7 +53,7 @@ def event(event_id: str = "evt_1", kind: str = "video.generation.completed") -> 
 
 
 def create(task_id: str = "task_1", event_id: str = "evt_1", **extra: Any) -> bool:
-    return webhook_store.create_delivery(
+    return deliveries.create_delivery(
         task_id=task_id,
         event=event(event_id),
         callback_url=URL,
@@ -64,7 +64,7 @@ def create(task_id: str = "task_1", event_id: str = "evt_1", **extra: Any) -> bo
 
 
 def attempt(n: int, status: str, *, round_no: int = 1, reason: str | None = None) -> bool:
-    return webhook_store.record_attempt(
+    return deliveries.record_attempt(
         task_id="task_1",
         event_id="evt_1",
         round_no=round_no,
@@ -87,7 +87,7 @@ def raw(task_id: str = "task_1", event_id: str = "evt_1") -> dict[str, Any]:
 
 def test_a_new_delivery_is_pending_in_round_one(table: str) -> None:
     assert create(expires_at=1_900_000_000, owner_id="owner-a")
-    delivery = webhook_store.get_delivery("task_1", "evt_1")
+    delivery = deliveries.get_delivery("task_1", "evt_1")
     assert delivery is not None
     assert delivery["status"] == DeliveryStatus.PENDING
     assert delivery["round"] == 1 and delivery["attempt_count"] == 0 and delivery["attempts"] == []
@@ -108,15 +108,15 @@ def test_a_second_create_for_the_same_event_is_refused_and_changes_nothing(table
     assert create()
     assert attempt(1, DeliveryStatus.RETRYING)
     assert not create()
-    delivery = webhook_store.get_delivery("task_1", "evt_1")
+    delivery = deliveries.get_delivery("task_1", "evt_1")
     assert delivery is not None and delivery["attempt_count"] == 1 and delivery["status"] == DeliveryStatus.RETRYING
     # Another event of the same job is another delivery.
     assert create(event_id="evt_2")
 
 
 def test_missing_delivery_reads_as_none(table: str) -> None:
-    assert webhook_store.get_delivery("task_1", "nope") is None
-    assert webhook_store.list_deliveries("task_1") == []
+    assert deliveries.get_delivery("task_1", "nope") is None
+    assert deliveries.list_deliveries("task_1") == []
 
 
 def test_deliveries_are_listed_per_job_oldest_first(table: str) -> None:
@@ -129,7 +129,7 @@ def test_deliveries_are_listed_per_job_oldest_first(table: str) -> None:
             }
         )
     deliveries_table().put_item(Item={"task_id": "task_2", "event_id": "evt_x", "created_at": NOW.isoformat()})
-    listed = webhook_store.list_deliveries("task_1")
+    listed = deliveries.list_deliveries("task_1")
     assert [item["event_id"] for item in listed] == ["evt_1", "evt_2", "evt_0"]
 
 
@@ -140,7 +140,7 @@ def test_attempts_are_appended_in_order_and_set_the_status(table: str) -> None:
     create()
     assert attempt(1, DeliveryStatus.RETRYING)
     assert attempt(2, DeliveryStatus.DELIVERED)
-    delivery = webhook_store.get_delivery("task_1", "evt_1")
+    delivery = deliveries.get_delivery("task_1", "evt_1")
     assert delivery is not None
     assert [entry["attempt"] for entry in delivery["attempts"]] == [1, 2]
     assert delivery["attempt_count"] == 2 and delivery["status"] == DeliveryStatus.DELIVERED
@@ -153,31 +153,31 @@ def test_the_same_attempt_is_logged_once(table: str) -> None:
     assert attempt(1, DeliveryStatus.RETRYING)
     assert not attempt(1, DeliveryStatus.RETRYING)  # a duplicate queue message
     assert not attempt(1, DeliveryStatus.DELIVERED)
-    delivery = webhook_store.get_delivery("task_1", "evt_1")
+    delivery = deliveries.get_delivery("task_1", "evt_1")
     assert delivery is not None and len(delivery["attempts"]) == 1 and delivery["status"] == DeliveryStatus.RETRYING
 
 
 def test_an_attempt_of_another_round_is_refused(table: str) -> None:
     create()
     assert not attempt(1, DeliveryStatus.RETRYING, round_no=2)
-    assert webhook_store.get_delivery("task_1", "evt_1")["attempts"] == []  # type: ignore[index]
+    assert deliveries.get_delivery("task_1", "evt_1")["attempts"] == []  # type: ignore[index]
 
 
 def test_an_attempt_on_no_delivery_is_refused(table: str) -> None:
     assert not attempt(1, DeliveryStatus.RETRYING)
-    assert webhook_store.get_delivery("task_1", "evt_1") is None
+    assert deliveries.get_delivery("task_1", "evt_1") is None
 
 
 def test_hand_on_mark_is_set_by_retries_and_cleared_only_for_its_attempt(table: str) -> None:
     create()
     attempt(1, DeliveryStatus.RETRYING)
     assert raw()["hand_on_pending"] == 1
-    webhook_store.handed_on("task_1", "evt_1", round_no=1, attempt=2)  # not this attempt's: kept
-    webhook_store.handed_on("task_1", "evt_1", round_no=2, attempt=1)  # not this round's: kept
+    deliveries.handed_on("task_1", "evt_1", round_no=1, attempt=2)  # not this attempt's: kept
+    deliveries.handed_on("task_1", "evt_1", round_no=2, attempt=1)  # not this round's: kept
     assert raw()["hand_on_pending"] == 1
-    webhook_store.handed_on("task_1", "evt_1", round_no=1, attempt=1)
+    deliveries.handed_on("task_1", "evt_1", round_no=1, attempt=1)
     assert "hand_on_pending" not in raw()
-    webhook_store.handed_on("task_1", "evt_1", round_no=1, attempt=1)  # again: a no-op, no error
+    deliveries.handed_on("task_1", "evt_1", round_no=1, attempt=1)  # again: a no-op, no error
 
 
 def test_dead_lettering_keeps_its_reason_and_a_hand_on_mark(table: str) -> None:
@@ -205,7 +205,7 @@ def test_a_new_round_starts_from_attempt_one_and_keeps_the_history(table: str) -
     create()
     attempt(1, DeliveryStatus.RETRYING)
     attempt(2, DeliveryStatus.DEAD_LETTERED, reason="retries exhausted")
-    assert webhook_store.start_round("task_1", "evt_1", now=NOW + timedelta(hours=1), max_rounds=3) == 2
+    assert deliveries.start_round("task_1", "evt_1", now=NOW + timedelta(hours=1), max_rounds=3) == 2
     item = raw()
     assert item["round"] == 2 and item["attempt_count"] == 0 and item["status"] == DeliveryStatus.PENDING
     assert "dead_letter_reason" not in item and "hand_on_pending" not in item
@@ -217,14 +217,14 @@ def test_a_new_round_starts_from_attempt_one_and_keeps_the_history(table: str) -
 
 def test_rounds_stop_at_the_maximum(table: str) -> None:
     create()
-    assert webhook_store.start_round("task_1", "evt_1", now=NOW, max_rounds=2) == 2
-    assert webhook_store.start_round("task_1", "evt_1", now=NOW, max_rounds=2) is None
+    assert deliveries.start_round("task_1", "evt_1", now=NOW, max_rounds=2) == 2
+    assert deliveries.start_round("task_1", "evt_1", now=NOW, max_rounds=2) is None
     assert raw()["round"] == 2
 
 
 def test_no_round_for_a_delivery_that_does_not_exist(table: str) -> None:
-    assert webhook_store.start_round("task_1", "evt_1", now=NOW, max_rounds=5) is None
-    assert webhook_store.get_delivery("task_1", "evt_1") is None  # and none was made
+    assert deliveries.start_round("task_1", "evt_1", now=NOW, max_rounds=5) is None
+    assert deliveries.get_delivery("task_1", "evt_1") is None  # and none was made
 
 
 # --------------------------------------------------------------------------- enriching the event
@@ -233,27 +233,27 @@ def test_no_round_for_a_delivery_that_does_not_exist(table: str) -> None:
 def test_the_event_is_replaced_while_nothing_was_sent(table: str) -> None:
     create()
     enriched = event() | {"data": {"task_id": "task_1", "status": "completed", "video_url": "https://v/1"}}
-    webhook_store.replace_event("task_1", enriched)
+    deliveries.replace_event("task_1", enriched)
     assert json.loads(raw()["event"]) == enriched
 
 
 def test_the_event_is_kept_once_an_attempt_was_made(table: str) -> None:
     create()
     attempt(1, DeliveryStatus.RETRYING)
-    webhook_store.replace_event("task_1", event() | {"data": {"changed": True}})
+    deliveries.replace_event("task_1", event() | {"data": {"changed": True}})
     assert json.loads(raw()["event"]) == event()
 
 
 def test_the_event_is_kept_in_a_later_round(table: str) -> None:
     create()
-    webhook_store.start_round("task_1", "evt_1", now=NOW, max_rounds=3)
-    webhook_store.replace_event("task_1", event() | {"data": {"changed": True}})
+    deliveries.start_round("task_1", "evt_1", now=NOW, max_rounds=3)
+    deliveries.replace_event("task_1", event() | {"data": {"changed": True}})
     assert json.loads(raw()["event"]) == event()
 
 
 def test_replacing_the_event_of_no_delivery_creates_nothing(table: str) -> None:
-    webhook_store.replace_event("task_1", event("evt_9"))
-    assert webhook_store.get_delivery("task_1", "evt_9") is None
+    deliveries.replace_event("task_1", event("evt_9"))
+    assert deliveries.get_delivery("task_1", "evt_9") is None
 
 
 def test_final_statuses() -> None:

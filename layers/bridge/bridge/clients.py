@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bridge.deadlines import DeadlineTransport
+from bridge.outbound.deadlines import DeadlineTransport
 from bridge.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def deadline_client(
     verify: ssl.SSLContext | bool = True,
     limits: httpx.Limits | None = None,
 ) -> httpx.Client:
-    """An httpx client whose requests end by the deadline in force (`bridge.deadlines`).
+    """An httpx client whose requests end by the deadline in force (`bridge.outbound.deadlines`).
 
     `timeout` is only a ceiling for each phase; callers set the deadline for the whole exchange.
     trust_env off: a proxy from the environment would be a transport of httpx's own, without the
@@ -105,7 +105,7 @@ def deadline_client(
 
 @lru_cache(maxsize=1)
 def http_client() -> httpx.Client:
-    # Router One; bridge.router_one sets each request's total deadline.
+    # Router One; bridge.upstream.router_one sets each request's total deadline.
     return deadline_client(timeout=get_settings().upstream_timeout_seconds, follow_redirects=False)
 
 
@@ -132,7 +132,7 @@ def webhook_http_client() -> httpx.Client:
 
 @lru_cache(maxsize=1)
 def video_http_client() -> httpx.Client:
-    # Downloads follow redirects (CDNs use them); bridge.video_store bounds the whole transfer.
+    # Downloads follow redirects (CDNs use them); bridge.outcomes.video_copy bounds the whole transfer.
     return deadline_client(timeout=30.0, follow_redirects=True)
 
 

@@ -28,7 +28,7 @@ DYNAMODB_NUMBERS = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflo
 # Metadata is stored as a DynamoDB map (32 levels at most, counting the row around it) and echoed in
 # every event; 16 levels is far more than an order id or a few tags need.
 MAX_METADATA_DEPTH = 16
-# URLs: 2,048 characters is what browsers and CDNs reliably carry (and callback_urls.MAX_URL_LENGTH);
+# URLs: 2,048 characters is what browsers and CDNs reliably carry (and ssrf_guard.MAX_URL_LENGTH);
 # a presigned S3 URL is well under half of it.
 MAX_URL_LENGTH = 2048
 # Prompts are a scene description, not a document; 10,000 characters is several pages of text and
@@ -347,7 +347,7 @@ class LoopState(BaseModel):
     generation: int = 0
     polls_in_execution: int = 0
     execution_id: str | None = None
-    # What the poll policy remembers between polls (bridge.poll_policy.PollMemory as JSON).
+    # What the poll policy remembers between polls (bridge.tracking.eta_policy.PollMemory as JSON).
     poll_memory: dict[str, Any] = Field(default_factory=dict)
 
 

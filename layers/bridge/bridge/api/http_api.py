@@ -45,13 +45,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
-from bridge import api_schema, caller_keys, jobs, lifecycle, webhooks
+from bridge.api import schema
 from bridge.errors import BridgeError, InvalidRequest, TaskNotFound, internal_error_envelope
-from bridge.idempotent_submit import MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
-from bridge.idempotent_submit import submit_with_key
 from bridge.models import GenerationRequest, JobStatus
 from bridge.observability import logger
+from bridge.outcomes import lifecycle
+from bridge.store import jobs
+from bridge.submit.idempotent import MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
+from bridge.submit.idempotent import submit_with_key
 from bridge.tenancy import Caller, caller_of
+from bridge.upstream import caller_keys
+from bridge.webhooks import dispatch
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
@@ -94,9 +98,9 @@ def _caller() -> Caller:
     description="Router One's submit, plus the bridge's callback_url, webhook_events_filter and metadata.",
     operation_id="submitGeneration",
     tags=["generations"],
-    responses=api_schema.responses(
+    responses=schema.responses(
         202,
-        api_schema.GenerationAccepted,
+        schema.GenerationAccepted,
         "Accepted: Router One has the job and the bridge tracks it",
         e400="A field is missing or invalid, the body is not JSON, or Router One refused the request",
         e401="No or an unknown API key; or, in pass-through mode, Router One refused X-Router-One-Key",
@@ -132,9 +136,9 @@ def submit_generation(
     description="Only the jobs submitted with this API key (an operator key: every owner's).",
     operation_id="listGenerations",
     tags=["generations"],
-    responses=api_schema.responses(
+    responses=schema.responses(
         200,
-        api_schema.JobPage,
+        schema.JobPage,
         "A page of jobs",
         e400="An unknown parameter, or a bad status, limit or cursor",
     ),
@@ -164,9 +168,9 @@ def list_generations(
     description="Router One has no cancel: the bridge stops tracking and publishes `canceled`.",
     operation_id="cancelGeneration",
     tags=["generations"],
-    responses=api_schema.responses(
+    responses=schema.responses(
         200,
-        api_schema.Job,
+        schema.Job,
         "The job, now canceled",
         e404="No job of this API key with this task_id (`task_not_found`)",
         e409="The job already ended (`job_already_finished`)",
@@ -181,8 +185,8 @@ def cancel_generation(task_id: str) -> Response[dict[str, Any]]:
     summary="A job's status",
     operation_id="getGeneration",
     tags=["generations"],
-    responses=api_schema.responses(
-        200, api_schema.Job, "The job", e404="No job of this API key with this task_id (`task_not_found`)"
+    responses=schema.responses(
+        200, schema.Job, "The job", e404="No job of this API key with this task_id (`task_not_found`)"
     ),
 )
 def get_generation(task_id: str) -> Response[dict[str, Any]]:
@@ -195,15 +199,15 @@ def get_generation(task_id: str) -> Response[dict[str, Any]]:
     summary="A job's webhook deliveries and their attempts",
     operation_id="listWebhookDeliveries",
     tags=["webhooks"],
-    responses=api_schema.responses(
+    responses=schema.responses(
         200,
-        api_schema.WebhookDeliveries,
+        schema.WebhookDeliveries,
         "The deliveries",
         e404="No job of this API key with this task_id (`task_not_found`)",
     ),
 )
 def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
-    return _json(200, webhooks.deliveries_of(_task_id(task_id), _caller()))
+    return _json(200, dispatch.deliveries_of(_task_id(task_id), _caller()))
 
 
 @app.post(
@@ -211,9 +215,9 @@ def list_webhook_deliveries(task_id: str) -> Response[dict[str, Any]]:
     summary="Send a webhook event again, with the same webhook-id",
     operation_id="redeliverWebhook",
     tags=["webhooks"],
-    responses=api_schema.responses(
+    responses=schema.responses(
         202,
-        api_schema.Redelivery,
+        schema.Redelivery,
         "Queued for a new round of attempts",
         e404="No job of this API key with that task_id, or no delivery of that event (`task_not_found`, `webhook_delivery_not_found`)",
         e409="The event was already sent in 10 rounds (`redelivery_limit_reached`)",
@@ -228,7 +232,7 @@ def redeliver_webhook(task_id: str, event_id: str) -> Response[dict[str, Any]]:
             code="webhook_delivery_not_found",
             param="event_id",
         )
-    return _json(202, webhooks.redeliver(task_id, event_id, caller))
+    return _json(202, dispatch.redeliver(task_id, event_id, caller))
 
 
 @app.get(
@@ -237,7 +241,7 @@ def redeliver_webhook(task_id: str, event_id: str) -> Response[dict[str, Any]]:
     description="The key's owner id (for SNS filter policies and EventBridge rules) and whether it is an operator.",
     operation_id="getAccount",
     tags=["account"],
-    responses=api_schema.responses(200, api_schema.Account, "This key's owner"),
+    responses=schema.responses(200, schema.Account, "This key's owner"),
 )
 def get_account() -> Response[dict[str, Any]]:
     return _json(200, _caller().account())

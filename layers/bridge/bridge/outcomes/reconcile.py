@@ -13,7 +13,7 @@ time left, saving where it stopped (a small item in the jobs table); the next ru
 and a pass that reaches the end starts again from the top. Any number of pending jobs is covered,
 a few hundred StartExecution calls per run (see docs/limits.md).
 
-The same queue brings outcome checks (`bridge.outcome_checks`): a recorded outcome whose
+The same queue brings outcome checks (`bridge.outcomes.checks`): a recorded outcome whose
 publisher died is published from here.
 
 The remaining window, a crash between Router One's answer and the first write, cannot be closed
@@ -29,11 +29,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from bridge import jobs, outcome_checks
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
+from bridge.outcomes import checks
 from bridge.settings import get_settings
-from bridge.submission import record_and_track, start_tracking
+from bridge.store import jobs
+from bridge.submit.submission import record_and_track, start_tracking
 from bridge.timeutil import iso, utcnow
 
 SWEEP_PAGE = 100
@@ -46,9 +47,9 @@ SWEEP_RESERVE_MS = 8_000
 def reconcile_record(record: SQSRecord) -> str:
     """Batch-processor entry point: one deferred job, or one outcome check, from the reconcile queue."""
     body: dict[str, Any] = json.loads(record.body)
-    check = outcome_checks.check_of(body)
+    check = checks.check_of(body)
     if check is not None:
-        found = outcome_checks.check_outcome(check)
+        found = checks.check_outcome(check)
         return f"{check.task_id}: {found}"
     record_and_track(body)
     metrics.add_metric(name="JobsReconciled", unit="Count", value=1)

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from bridge.clients import http_client
-from bridge.credentials import router_one_api_key
-from bridge.router_one import RouterOneClient
 from bridge.settings import get_settings
+from bridge.upstream.credentials import router_one_api_key
+from bridge.upstream.router_one import RouterOneClient
 
 
 @lru_cache(maxsize=1)

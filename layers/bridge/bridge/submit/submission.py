@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge import aws_errors, jobs
-from bridge.callback_urls import check_callback_url
-from bridge.caller_keys import CALLER_KEY_FLAG, CALLER_KEY_HEADER, CallerKey
+from bridge import aws_errors
 from bridge.clients import sqs, stepfunctions
 from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamRejected, UpstreamUnavailable
 from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
-from bridge.polling import execution_arn, execution_name, next_wait_seconds
+from bridge.outbound.ssrf_guard import check_callback_url
 from bridge.settings import Settings, get_settings
+from bridge.store import jobs
 from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.upstream import router_one, router_one_as
+from bridge.tracking.loop import execution_arn, execution_name, next_wait_seconds
+from bridge.upstream import router_one
+from bridge.upstream.caller_keys import CALLER_KEY_FLAG, CALLER_KEY_HEADER, CallerKey
+from bridge.upstream.configured import router_one_as
 
 
 def submit(request: GenerationRequest, owner_id: str, caller_key: CallerKey | None = None) -> SubmitAccepted:

@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge import aws_errors
 from bridge.clients import deliveries_table
-from bridge.dynamo import is_conditional_failure, plain, storable
+from bridge.store.dynamo import is_conditional_failure, plain, storable
 from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso
 

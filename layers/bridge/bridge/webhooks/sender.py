@@ -1,6 +1,6 @@
 """Sending webhooks: one attempt per queue message, signed, with retries and the dead-letter end.
 
-Only the delivery function loads this module (see `bridge.webhooks` for what gets queued).
+Only the delivery function loads this module (see `bridge.webhooks.dispatch` for what gets queued).
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from bridge import deadlines, jobs, webhook_store
-from bridge.callback_urls import check_callback_url
 from bridge.clients import sqs, webhook_http_client
 from bridge.errors import BridgeError, InvalidRequest
 from bridge.observability import logger, metrics
-from bridge.outbound import MAX_LOGGED_BODY, AttemptResult, post_pinned
+from bridge.outbound import deadlines
+from bridge.outbound.pinned_post import MAX_LOGGED_BODY, AttemptResult, post_pinned
+from bridge.outbound.ssrf_guard import check_callback_url
 from bridge.settings import Settings, get_settings
-from bridge.signing import current_signing_keys, signature_headers
+from bridge.store import deliveries, jobs
+from bridge.store.deliveries import DeliveryStatus
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.webhook_store import DeliveryStatus
-from bridge.webhooks import DeliveryMessage, enqueue
+from bridge.webhooks.dispatch import DeliveryMessage, enqueue
+from bridge.webhooks.signing import current_signing_keys, signature_headers
 
 USER_AGENT = "router-one-video-bridge-webhooks/1"
 # Of a message that is no delivery, this much goes into the dead-letter queue.
@@ -86,7 +87,7 @@ def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None 
     message = raw_message if isinstance(raw_message, DeliveryMessage) else DeliveryMessage.model_validate(raw_message)
     now = now or utcnow()
     logger.append_keys(task_id=message.task_id, event_id=message.event_id)
-    delivery = webhook_store.get_delivery(message.task_id, message.event_id)
+    delivery = deliveries.get_delivery(message.task_id, message.event_id)
     if delivery is None:
         logger.warning("webhook message for an unknown delivery, dropped")
         return "unknown"
@@ -128,7 +129,7 @@ def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None 
         delay = retry_delay(message.attempt, result.retry_after_s, settings)
         next_at = now + timedelta(seconds=delay)
         entry["retry_in_s"] = delay
-    recorded = webhook_store.record_attempt(
+    recorded = deliveries.record_attempt(
         task_id=message.task_id,
         event_id=message.event_id,
         round_no=message.round,
@@ -181,7 +182,7 @@ def _hand_on(
         jobs.note_webhook_dead_letter(message.task_id, message.event_id)
     else:
         return
-    webhook_store.handed_on(message.task_id, message.event_id, round_no=message.round, attempt=message.attempt)
+    deliveries.handed_on(message.task_id, message.event_id, round_no=message.round, attempt=message.attempt)
 
 
 def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptResult:

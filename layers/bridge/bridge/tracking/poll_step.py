@@ -10,20 +10,25 @@ import math
 from datetime import datetime
 from typing import Any
 
-from bridge import aws_errors, jobs, model_stats, outcome_checks, webhooks
-from bridge.caller_keys import CALLER_KEY_FLAG, unseal
+from bridge import aws_errors
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
 from bridge.observability import logger, metrics
-from bridge.poll_policy import ModelDurations, PollMemory, next_wait, remember
-from bridge.polling import execution_name, next_wait_seconds, should_continue_in_new_execution
-from bridge.publish import build_outcome_event, detail_type
-from bridge.router_one import RouterOneClient, UpstreamRetryLater
-from bridge.running_events import RunningNotice, running_notice, started_claim
+from bridge.outcomes import checks
+from bridge.outcomes.events import build_outcome_event, detail_type
 from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
+from bridge.store import jobs
 from bridge.tenancy import OWNER_FIELD
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.upstream import router_one, router_one_as
+from bridge.tracking import model_stats
+from bridge.tracking.eta_policy import ModelDurations, PollMemory, next_wait, remember
+from bridge.tracking.loop import execution_name, next_wait_seconds, should_continue_in_new_execution
+from bridge.tracking.running_events import RunningNotice, running_notice, started_claim
+from bridge.upstream import router_one
+from bridge.upstream.caller_keys import CALLER_KEY_FLAG, unseal
+from bridge.upstream.configured import router_one_as
+from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
+from bridge.webhooks import dispatch
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
 
@@ -322,8 +327,8 @@ def _finish(
     }
     if status == JobStatus.COMPLETED:
         fields["progress"] = 100
-    # Sent before the write, so no crash after it can lose the check (see bridge.outcome_checks).
-    outcome_checks.queue_check(state.task_id)
+    # Sent before the write, so no crash after it can lose the check (see bridge.outcomes.checks).
+    checks.queue_check(state.task_id)
     to_publish = jobs.record_outcome(state.task_id, fields=fields, event=event, execution_id=state.execution_id)
     step = state.model_dump() | {"status": status.value, "polls_in_execution": state.polls_in_execution + 1}
     if to_publish is None:
@@ -338,7 +343,7 @@ def _finish(
 def _publish_step(step: dict[str, Any], job: dict[str, Any], event: dict[str, Any], now: datetime) -> LoopStep:
     """Hand the recorded outcome to the state machine's fan-out (after the video copy, if kept)."""
     published_status = JobStatus(event["data"]["status"])
-    webhook = webhooks.prepare_delivery(job, event, now, requeue_existing=True)
+    webhook = dispatch.prepare_delivery(job, event, now, requeue_existing=True)
     return LoopStep.model_validate(
         step
         | {

@@ -3,7 +3,7 @@
 A delivery travels as a small SQS message ({task_id, event_id, round, attempt, due_at}); the
 event itself and every attempt live in the delivery log. Retries are new messages with a delay
 (SQS caps one delay at 15 minutes, so a longer wait hops through the queue until it is due).
-Sending, signing and retrying are in `bridge.webhook_sender`, which only the delivery function
+Sending, signing and retrying are in `bridge.webhooks.sender`, which only the delivery function
 loads: the poll and api functions queue deliveries without paying for the HTTP and signing code.
 """
 
@@ -15,15 +15,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge import jobs, webhook_store
 from bridge.clients import sqs
 from bridge.errors import Conflict, ServiceUnavailable, TaskNotFound
 from bridge.observability import metrics
-from bridge.publish import event_kind
+from bridge.outcomes.events import event_kind
 from bridge.settings import get_settings
+from bridge.store import deliveries, jobs
+from bridge.store.deliveries import DeliveryStatus
 from bridge.tenancy import OWNER_FIELD, Caller
 from bridge.timeutil import utcnow
-from bridge.webhook_store import DeliveryStatus
 
 SQS_MAX_DELAY_S = 900
 # A redelivery starts a new round; this many rounds per event at most (the log lives in one item).
@@ -59,7 +59,7 @@ def prepare_delivery(
     """
     if not webhook_wanted(job, event_kind(event)):
         return None
-    created = webhook_store.create_delivery(
+    created = deliveries.create_delivery(
         task_id=job["task_id"],
         event=event,
         callback_url=job["callback_url"],
@@ -71,7 +71,7 @@ def prepare_delivery(
         return DeliveryMessage(task_id=job["task_id"], event_id=event["id"]).model_dump(exclude_none=True)
     if not requeue_existing:
         return None
-    existing = webhook_store.get_delivery(job["task_id"], event["id"])
+    existing = deliveries.get_delivery(job["task_id"], event["id"])
     if existing and existing["status"] == DeliveryStatus.PENDING and not existing.get("attempt_count"):
         return DeliveryMessage(task_id=job["task_id"], event_id=event["id"], round=existing["round"]).model_dump(
             exclude_none=True
@@ -89,20 +89,20 @@ def deliveries_of(task_id: str, caller: Caller) -> dict[str, Any]:
         "task_id": task_id,
         "callback_url": job.get("callback_url"),
         "webhook_events_filter": job.get("webhook_events_filter"),
-        "deliveries": [_public(delivery) for delivery in webhook_store.list_deliveries(task_id)],
+        "deliveries": [_public(delivery) for delivery in deliveries.list_deliveries(task_id)],
     }
 
 
 def redeliver(task_id: str, event_id: str, caller: Caller) -> dict[str, Any]:
     """Send an event again, with the same webhook-id, from attempt 1 of a new round (owner only)."""
     jobs.find_job(task_id, owner_id=caller.owner_id)
-    if webhook_store.get_delivery(task_id, event_id) is None:
+    if deliveries.get_delivery(task_id, event_id) is None:
         raise TaskNotFound(
             f"job '{task_id}' has no webhook delivery for event '{event_id}'",
             code="webhook_delivery_not_found",
             param="event_id",
         )
-    round_no = webhook_store.start_round(task_id, event_id, now=utcnow(), max_rounds=MAX_ROUNDS)
+    round_no = deliveries.start_round(task_id, event_id, now=utcnow(), max_rounds=MAX_ROUNDS)
     if round_no is None:
         raise Conflict(f"event '{event_id}' was already sent in {MAX_ROUNDS} rounds", code="redelivery_limit_reached")
     enqueue(DeliveryMessage(task_id=task_id, event_id=event_id, round=round_no), delay_s=0)

@@ -31,15 +31,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge import aws_errors, jobs, webhooks
+from bridge import aws_errors
 from bridge.clients import sqs, stepfunctions
 from bridge.errors import BridgeError
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
-from bridge.polling import execution_arn, execution_name
-from bridge.publish import detail_type
+from bridge.outcomes.events import detail_type
 from bridge.settings import get_settings
+from bridge.store import jobs
 from bridge.timeutil import utcnow
+from bridge.tracking.loop import execution_arn, execution_name
+from bridge.webhooks import dispatch
 
 # The reconcile queue carries deferred submits too; a check is a body with this one key.
 CHECK_KEY = "outcome_check"
@@ -95,7 +97,7 @@ def publish_input(job: dict[str, Any], event: dict[str, Any], now: datetime) -> 
         "task_id": job["task_id"],
         "event": event,
         "detail_type": detail_type(JobStatus(event["data"]["status"])),
-        "webhook": webhooks.prepare_delivery(job, event, now, requeue_existing=True),
+        "webhook": dispatch.prepare_delivery(job, event, now, requeue_existing=True),
     }
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from bridge import aws_errors
 from bridge.clients import jobs_table
-from bridge.dynamo import is_conditional_failure, plain, storable
 from bridge.errors import ServiceUnavailable, TaskNotFound
 from bridge.models import JobStatus
+from bridge.store.dynamo import is_conditional_failure, plain, storable
 from bridge.tenancy import OWNER_FIELD, UNOWNED
 from bridge.timeutil import iso
 

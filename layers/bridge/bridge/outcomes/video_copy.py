@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 
-from bridge import aws_errors, deadlines, jobs, webhook_store
+from bridge import aws_errors
 from bridge.clients import s3, video_http_client
 from bridge.observability import logger, metrics
+from bridge.outbound import deadlines
 from bridge.settings import get_settings
+from bridge.store import deliveries, jobs
 from bridge.timeutil import iso, utcnow
 
 # Router One serves MP4; a CDN may label it generically. Anything else is not what we keep.
@@ -85,7 +87,7 @@ def keep_video(step: dict[str, Any]) -> dict[str, Any]:
         logger.warning("video not kept", extra={"task_id": data["task_id"], "reason": str(exc)})
     jobs.replace_event(data["task_id"], event, video=data["video"])
     if step.get("webhook"):
-        webhook_store.replace_event(data["task_id"], event)
+        deliveries.replace_event(data["task_id"], event)
     return step | {"event": event}
 
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bridge.clients import jobs_table
-from bridge.dynamo import plain
+from bridge.store.dynamo import plain
 
 SLOTS = 50
 CACHE_SECONDS = 300

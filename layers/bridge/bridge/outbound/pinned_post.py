@@ -10,9 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bridge import deadlines
-from bridge.callback_urls import CallbackTarget
-from bridge.retry_after import retry_after_seconds
+from bridge.outbound import deadlines
+from bridge.outbound.retry_after import retry_after_seconds
+from bridge.outbound.ssrf_guard import CallbackTarget
 
 # Enough of a receiver's error body to explain a failure in the delivery log.
 MAX_LOGGED_BODY = 200
@@ -49,7 +49,7 @@ def post_pinned(
     """POST `body` to the first checked address that accepts a connection; redirects are not followed.
 
     The whole attempt, every address tried and the head of an error body included, ends within
-    `timeout_s` (bridge.deadlines), however slowly the receiver answers or however long it sends.
+    `timeout_s` (bridge.outbound.deadlines), however slowly the receiver answers or however long it sends.
     """
     # Host header and TLS server name stay the client's host: virtual hosting and certificates work.
     host_header = target.host_header or urlsplit(target.url).netloc

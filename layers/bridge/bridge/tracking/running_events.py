@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge import jobs, webhooks
 from bridge.models import JobStatus, LoopState
-from bridge.publish import build_running_event
+from bridge.outcomes.events import build_running_event
 from bridge.settings import get_settings
+from bridge.store import jobs
 from bridge.tenancy import OWNER_FIELD
+from bridge.webhooks import dispatch
 
 RUNNING_DETAIL_TYPES = {"started": "Video Generation Started", "progress": "Video Generation Progress"}
 
@@ -64,7 +65,7 @@ def running_notice(
         metadata=previous.get("metadata"),
         owner_id=previous.get(OWNER_FIELD),
     )
-    webhook = webhooks.prepare_delivery(previous, event, now, requeue_existing=False)
+    webhook = dispatch.prepare_delivery(previous, event, now, requeue_existing=False)
     if not on_bus:
         return RunningNotice(webhook=webhook)
     return RunningNotice(event=event, detail_type=RUNNING_DETAIL_TYPES[kind], webhook=webhook)

@@ -1,6 +1,6 @@
 """What the HTTP API answers, as models, and the error responses each route declares.
 
-The OpenAPI document is generated from these and the routes in `bridge.http_api`; the handlers
+The OpenAPI document is generated from these and the routes in `bridge.api.http_api`; the handlers
 return plain dicts, and the API tests and the fuzz run check those against this document, so
 the two cannot drift apart unnoticed. Every model refuses unknown fields, so the document says
 exactly which keys an answer has.

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from bridge.caller_keys import CallerKey
 from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest
 from bridge.settings import get_settings
-from bridge.submission import submit
+from bridge.submit.submission import submit
 from bridge.tenancy import Caller, router_one_account
+from bridge.upstream.caller_keys import CallerKey
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig

@@ -11,7 +11,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from bridge import deadlines
 from bridge.errors import (
     UpstreamPermanentError,
     UpstreamRejected,
@@ -19,7 +18,8 @@ from bridge.errors import (
     UpstreamUnavailable,
 )
 from bridge.models import SubmitAccepted, UpstreamStatus
-from bridge.retry_after import retry_after_seconds
+from bridge.outbound import deadlines
+from bridge.outbound.retry_after import retry_after_seconds
 
 GENERATIONS_PATH = "/v1/videos/generations"
 # Router One's documented transient codes; keyed on type/code, not only on the HTTP status.

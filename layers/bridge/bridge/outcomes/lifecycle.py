@@ -11,18 +11,20 @@ import binascii
 import json
 from typing import Any
 
-from bridge import aws_errors, jobs, outcome_checks
+from bridge import aws_errors
 from bridge.clients import stepfunctions
 from bridge.errors import Conflict, InvalidRequest
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
-from bridge.polling import execution_arn, execution_name
-from bridge.publish import build_outcome_event
+from bridge.outcomes import checks
+from bridge.outcomes.events import build_outcome_event
 from bridge.settings import get_settings
+from bridge.store import jobs
 from bridge.tenancy import OWNER_FIELD, Caller
 from bridge.timeutil import iso, utcnow
+from bridge.tracking.loop import execution_arn, execution_name
 
-CANCEL_OWNER = outcome_checks.CANCEL_FINALIZER
+CANCEL_OWNER = checks.CANCEL_FINALIZER
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -58,7 +60,7 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
         "error": event["data"]["error"],
     }
     # Before the write: should this function die before its publish, the check publishes instead.
-    outcome_checks.queue_check(task_id)
+    checks.queue_check(task_id)
     # Same conditional write as a poll's outcome: whichever comes first wins, the other publishes nothing.
     to_publish = jobs.record_outcome(task_id, fields=fields, event=event, execution_id=CANCEL_OWNER)
     if to_publish is None:
@@ -88,8 +90,8 @@ def _publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str 
     """Publish through the state machine's own fan-out (retried, durable), in an execution of its own."""
     if not state_machine_arn:
         return
-    publish_input = outcome_checks.publish_input(job, event, utcnow())
-    name = execution_name(job["task_id"]) + outcome_checks.CANCEL_PUBLISH_SUFFIX
+    publish_input = checks.publish_input(job, event, utcnow())
+    name = execution_name(job["task_id"]) + checks.CANCEL_PUBLISH_SUFFIX
     try:
         stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))
     except aws_errors.ClientError as exc:

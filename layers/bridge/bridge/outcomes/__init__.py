@@ -1,0 +1,1 @@
+"""How a job ends and everyone hears of it: outcome events, cancel, checks, reconcile, video copy."""

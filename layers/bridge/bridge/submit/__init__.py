@@ -1,0 +1,1 @@
+"""Taking a job in: forward it to Router One, record it, start its tracking; idempotent retries."""

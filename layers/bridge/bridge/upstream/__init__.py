@@ -1,0 +1,1 @@
+"""Talking to Router One: its client, the stack's API key and callers' own keys."""

@@ -1,0 +1,1 @@
+"""Signed webhooks: which events a receiver gets, queueing, delivery attempts, signatures."""
