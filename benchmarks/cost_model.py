@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ for _path in (ROOT, ROOT / "layers" / "bridge"):
 
 from benchmarks.polling_benchmark import POLICIES, WorkloadJob, replay_job  # noqa: E402
 from bridge_local.emulator import registry  # noqa: E402
-from bridge_local.local_stack import start_local_stack  # noqa: E402
+from bridge_local.local_stack import StackOptions, running_stack  # noqa: E402
 
 # us-east-1 list prices (USD).
 PRICES = {
@@ -88,12 +87,8 @@ def _timed(handler: Callable[..., Any], into: list[float], lock: threading.Lock)
 def measure(policy: str, run_seconds: Sequence[float]) -> Measured:
     measured = Measured(policy=policy)
     lock = threading.Lock()
-    with ExitStack() as cleanup:
-        local = start_local_stack(
-            cleanup,
-            parameters={"LogLevel": "ERROR", "PollingPolicy": POLICY_PARAMETER[policy], "PollIntervalSeconds": "3"},
-            name="cost",
-        )
+    parameters = {"LogLevel": "ERROR", "PollingPolicy": POLICY_PARAMETER[policy], "PollIntervalSeconds": "3"}
+    with running_stack(StackOptions(name="cost", parameters=parameters, receiver=False)) as local:
         stack = local.stack
         name = stack.function_names["PollFunction"]
         registry.register(name, _timed(stack.handlers["PollFunction"], measured.poll_ms, lock))

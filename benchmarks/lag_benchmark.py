@@ -30,7 +30,6 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ for _path in (ROOT, ROOT / "layers" / "bridge"):
         sys.path.insert(0, str(_path))
 
 from bridge.timeutil import parse_iso  # noqa: E402
-from bridge_local.local_stack import LocalStack, start_local_stack  # noqa: E402
+from bridge_local.local_stack import StackOptions, running_stack  # noqa: E402
 
 CHANNELS = ("sns", "eventbridge", "webhook")
 # The SNS lag in two parts: until the poll that saw the end recorded it (the job row's
@@ -151,15 +150,13 @@ def run_load(
     def on_event(message: dict[str, Any]) -> None:
         arrivals.note(message.get("channel", "raw"), message.get("event"), time.monotonic())
 
-    with ExitStack() as cleanup:
-        local: LocalStack = start_local_stack(
-            cleanup,
-            parameters={"LogLevel": "ERROR", "WebhookAllowLoopback": "true", "PollIntervalSeconds": "3"},
-            on_event=on_event,
-            name="bench",
-            # Several receivers per observer queue, so the observer is not what is measured.
-            event_readers=4,
-        )
+    options = StackOptions(
+        name="bench",
+        parameters={"LogLevel": "ERROR", "WebhookAllowLoopback": "true", "PollIntervalSeconds": "3"},
+        # Several receivers per observer queue, so the observer is not what is measured.
+        event_readers=4,
+    )
+    with running_stack(options, on_event=on_event) as local:
         callback = f"{local.receiver.url}/hooks/bench"
         bodies = [
             {

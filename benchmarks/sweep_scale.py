@@ -21,7 +21,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from bridge.settings import get_settings  # noqa: E402
 from bridge.store import jobs  # noqa: E402
 from bridge.timeutil import utcnow  # noqa: E402
 from bridge_local.emulator import DUMMY_ROLE_ARN  # noqa: E402
-from bridge_local.local_stack import start_local_stack  # noqa: E402
+from bridge_local.local_stack import StackOptions, running_stack  # noqa: E402
 from bridge_local.schedules import scheduled_event  # noqa: E402
 from bridge_local.testing import pending_job_row  # noqa: E402
 
@@ -70,8 +69,7 @@ def main() -> int:
     parser.add_argument("--max-runs", type=int, default=200, help="give up after this many runs")
     args = parser.parse_args()
 
-    with ExitStack() as cleanup:
-        local = start_local_stack(cleanup, parameters={}, name="sweep")
+    with running_stack(StackOptions(name="sweep", receiver=False)) as local:
         aws, stack = local.aws, local.stack
         lam = aws.client("lambda")
         function_name = stack.function_names[FUNCTION]

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import contextvars
 import gc
-import os
 import random
 import ssl
 import sys
@@ -980,15 +979,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
-    from bridge_local.deployer import webhook_signing_secret
-    from bridge_local.local_stack import start_local_stack
+    from bridge_local.local_stack import StackOptions, running_stack
     from bridge_local.moto_patches.interpreter import PublishFaults, install_publish_faults
-    from bridge_local.testing import environ_restored
 
     index = _EventIndex()
-    with environ_restored(), ExitStack() as cleanup:
-        os.environ["OUTCOME_CHECK_DELAY_SECONDS"] = str(OUTCOME_CHECK_DELAY_S)
-        local = start_local_stack(cleanup, parameters=RUN_PARAMETERS, on_event=index.add, name="fault")
+    options = StackOptions(
+        name="fault",
+        parameters=RUN_PARAMETERS,
+        environment={"OUTCOME_CHECK_DELAY_SECONDS": str(OUTCOME_CHECK_DELAY_S)},
+    )
+    with running_stack(options, on_event=index.add) as local, ExitStack() as cleanup:
         cleanup.enter_context(
             reconcile_visibility(
                 local.aws.client("sqs"), local.stack.queue_urls["ReconcileQueue"], RECONCILE_VISIBILITY_S
@@ -998,9 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_publish_faults(faults)
         cleanup.callback(install_publish_faults, None)
         bridge_faults = BridgeFaults(FaultMix()).install(cleanup)
-        receivers = start_fault_receivers(
-            cleanup, http_url=local.receiver.url, signing_secret=webhook_signing_secret(local.aws, local.stack)
-        )
+        receivers = start_fault_receivers(cleanup, http_url=local.receiver.url, signing_secret=local.signing_secret)
         settings = Settings.current(RECONCILE_VISIBILITY_S)
         collector = tune_gc(cleanup)
         print(

@@ -33,7 +33,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,21 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     args = parser.parse_args(argv)
 
-    from bridge_local.local_stack import start_local_stack
+    from bridge_local.local_stack import SimulatorSettings, StackOptions, running_stack
 
-    with ExitStack() as cleanup:
-        local = start_local_stack(
-            cleanup,
-            parameters={
-                "PollIntervalSeconds": "3",
-                "LogLevel": "ERROR",
-                "WebhookAllowLoopback": "true",
-                "CallerRouterOneKeys": "allowed",
-            },
-            simulator_options={"run_s": 3.0},
-            name="fuzz",
-            callers=2,
-        )
+    options = StackOptions(
+        name="fuzz",
+        parameters={
+            "PollIntervalSeconds": "3",
+            "LogLevel": "ERROR",
+            "WebhookAllowLoopback": "true",
+            "CallerRouterOneKeys": "allowed",
+        },
+        simulator=SimulatorSettings(run_s=3.0),
+        callers=2,
+    )
+    with running_stack(options) as local:
         key_a, key_b = local.api_keys
         with httpx.Client(base_url=local.api_url, timeout=30, headers={"Authorization": f"Bearer {key_a}"}) as api_a:
             others = seed_tenant(api_a, local.receiver.url)

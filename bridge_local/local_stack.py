@@ -1,16 +1,19 @@
-"""The whole bridge on embedded AWS for a script: simulator, stack, pollers, receiver, event tail, API.
+"""The one way to start the whole bridge in this process: `running_stack(StackOptions(...))`.
 
-The fault run and the API fuzz run start the same pieces in the same order; this is that order.
-(The local run and the test fixture start them too, each with its own printing or bookkeeping.)
+Router One (the simulator, or a real base URL), embedded AWS, the translated template deployed on
+it with the upstream key stored as an operator would, the SQS pollers (and, if asked, the
+schedules), a webhook receiver, a tail of the outcome events, and the API Gateway front. The local
+run (`bridge_local.run`), the integration tests' `bridge` fixture, the fault run, the API fuzz run
+and the benchmarks all start it here and differ only in their `StackOptions`.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +28,68 @@ from bridge_local.deployer import (
 )
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.gateway_responses import of_stack
-from bridge_local.receiver import WebhookReceiver
+from bridge_local.receiver import ReceivedWebhook, WebhookReceiver
+from bridge_local.schedules import start_schedulers
 from bridge_local.simulator import RouterOneSimulator
 from bridge_local.sqs_poller import start_pollers
 from bridge_local.tail import EventTail
+from bridge_local.testing import environ_restored
+
+EventObserver = Callable[[dict[str, Any]], None]
+DeliveryObserver = Callable[[ReceivedWebhook], None]
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """How the Router One simulator times every job unless a prompt directive says otherwise."""
+
+    queue_s: float = 1.0
+    run_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class RealRouterOne:
+    """A real Router One to call instead of starting the simulator."""
+
+    base_url: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What differs between the local run, the tests, the fault run and the benchmarks."""
+
+    name: str = "local"  # goes into generated keys, so a key says which run made it
+    parameters: Mapping[str, str] = field(default_factory=dict)  # template parameter overrides
+    # Set before the deploy (settings the handlers read that the template does not declare);
+    # every change to os.environ made while the stack runs is undone when it stops.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    router_one: RealRouterOne | None = None  # None: start the simulator
+    simulator: SimulatorSettings = SimulatorSettings()
+    upstream_key: str | None = None  # the simulator's key (default: a new one)
+    api_keys: tuple[str, ...] = ()  # what callers send as Authorization: Bearer, one tenant each
+    callers: int = 1  # without api_keys: how many new keys to make
+    receiver: bool = True
+    receiver_port: int = 0
+    event_readers: int = 1  # receivers per observer queue (more keep up with a busy topic)
+    schedules: bool = False  # run the template's rate() schedules as timers
+    api_port: int = 0
+    aws_port: int = 0
+    template: Path = DEFAULT_TEMPLATE
+    stack_name: str = DEFAULT_STACK_NAME
 
 
 @dataclass
-class LocalStack:
+class RunningStack:
     aws: EmbeddedAws
     stack: DeployedStack
-    simulator: RouterOneSimulator
-    receiver: WebhookReceiver
     front: ApiFront
-    api_keys: tuple[str, ...]  # what callers send as Authorization: Bearer, one key per tenant
+    api_keys: tuple[str, ...]
+    upstream_url: str
+    upstream_key: str
+    signing_secret: str  # the stack's current webhook signing secret
+    started_simulator: RouterOneSimulator | None = None
+    started_receiver: WebhookReceiver | None = None
 
     @property
     def api_key(self) -> str:
@@ -47,6 +98,18 @@ class LocalStack:
     @property
     def api_url(self) -> str:
         return self.front.url
+
+    @property
+    def simulator(self) -> RouterOneSimulator:
+        if self.started_simulator is None:
+            raise RuntimeError("this stack calls a real Router One; it has no simulator")
+        return self.started_simulator
+
+    @property
+    def receiver(self) -> WebhookReceiver:
+        if self.started_receiver is None:
+            raise RuntimeError("this stack was started without a webhook receiver")
+        return self.started_receiver
 
 
 def forget_cached_clients() -> None:
@@ -66,40 +129,92 @@ def forget_cached_clients() -> None:
     parameters.base.DEFAULT_PROVIDERS.clear()
 
 
-def start_local_stack(
-    cleanup: ExitStack,
-    *,
-    parameters: dict[str, str],
-    on_event: Callable[[dict[str, Any]], None] | None = None,
-    simulator_options: dict[str, Any] | None = None,
-    name: str = "local",
-    event_readers: int = 1,
-    callers: int = 1,
-    template: Path = DEFAULT_TEMPLATE,
-    stack_name: str = DEFAULT_STACK_NAME,
-) -> LocalStack:
-    """Start everything, registering each stop on `cleanup`; the upstream key is stored as a deploy would."""
-    # No X-Ray daemon and no CloudWatch here; the env can still override.
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    api_keys = tuple(f"vb-{name}-{n}-{secrets.token_hex(8)}" for n in range(callers))
-    upstream_key = f"sk-{name}-{secrets.token_hex(8)}"
-    simulator = RouterOneSimulator(api_key=upstream_key, **(simulator_options or {})).start()
+def _caller_keys(options: StackOptions) -> tuple[str, ...]:
+    if options.api_keys:
+        return options.api_keys
+    return tuple(f"vb-{options.name}-{n}-{secrets.token_hex(8)}" for n in range(options.callers))
+
+
+def _upstream(options: StackOptions, cleanup: ExitStack) -> tuple[str, str, RouterOneSimulator | None]:
+    """(base URL, key, the simulator if one was started)."""
+    if options.router_one is not None:
+        return options.router_one.base_url, options.router_one.api_key, None
+    key = options.upstream_key or f"sk-{options.name}-{secrets.token_hex(8)}"
+    simulator = RouterOneSimulator(
+        api_key=key, queue_s=options.simulator.queue_s, run_s=options.simulator.run_s
+    ).start()
     cleanup.callback(simulator.stop)
-    aws = EmbeddedAws().start()
-    cleanup.callback(aws.stop)
-    stack = deploy(aws, template, parameters={"RouterOneBaseUrl": simulator.url, **parameters}, stack_name=stack_name)
-    forget_cached_clients()
-    put_router_one_key(aws, stack, upstream_key)
-    receiver = WebhookReceiver([webhook_signing_secret(aws, stack)]).start()
-    cleanup.callback(receiver.stop)
+    return simulator.url, key, simulator
+
+
+def _start_observers(
+    options: StackOptions,
+    cleanup: ExitStack,
+    aws: EmbeddedAws,
+    stack: DeployedStack,
+    on_event: EventObserver | None,
+) -> None:
+    """What stands in for Lambda's event source mappings and schedules, and the event tail."""
     for poller in start_pollers(stack.event_sources, stack.region):
         cleanup.callback(poller.stop)
+    if options.schedules:
+        for scheduler in start_schedulers(stack.schedules, stack.region):
+            cleanup.callback(scheduler.stop)
     if on_event is not None:
-        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event, readers=event_readers).start()
-        cleanup.callback(tail.stop)
-    front = ApiFront(
-        stack.api_front_handler(api_keys), stack.api_routes, stage=stack.stage, gateway_responses=of_stack(stack)
-    ).start()
-    cleanup.callback(front.stop)
-    return LocalStack(aws=aws, stack=stack, simulator=simulator, receiver=receiver, front=front, api_keys=api_keys)
+        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], on_event, readers=options.event_readers)
+        cleanup.callback(tail.start().stop)
+
+
+@contextmanager
+def running_stack(
+    options: StackOptions = StackOptions(),
+    *,
+    on_event: EventObserver | None = None,
+    on_delivery: DeliveryObserver | None = None,
+) -> Iterator[RunningStack]:
+    """Start the whole stack; stop it all (and restore os.environ) on leaving.
+
+    `on_event` sees every outcome event published to SNS and EventBridge; `on_delivery` every
+    webhook the built-in receiver gets.
+    """
+    with environ_restored(), ExitStack() as cleanup:
+        # No X-Ray daemon and no CloudWatch here; the caller's env can still override.
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.update(options.environment)
+        cleanup.callback(forget_cached_clients)
+        upstream_url, upstream_key, simulator = _upstream(options, cleanup)
+        aws = EmbeddedAws(port=options.aws_port).start()
+        cleanup.callback(aws.stop)
+        parameters = {"RouterOneBaseUrl": upstream_url, **options.parameters}
+        stack = deploy(aws, options.template, parameters, stack_name=options.stack_name)
+        forget_cached_clients()
+        put_router_one_key(aws, stack, upstream_key)
+        signing_secret = webhook_signing_secret(aws, stack)
+        receiver = None
+        if options.receiver:
+            receiver = WebhookReceiver([signing_secret], port=options.receiver_port, on_delivery=on_delivery).start()
+            cleanup.callback(receiver.stop)
+        _start_observers(options, cleanup, aws, stack, on_event)
+        api_keys = _caller_keys(options)
+        front = ApiFront(
+            stack.api_front_handler(api_keys),
+            stack.api_routes,
+            port=options.api_port,
+            stage=stack.stage,
+            function_name=stack.function_names[stack.api_function] if stack.api_function else "api",
+            region=stack.region,
+            gateway_responses=of_stack(stack),
+        ).start()
+        cleanup.callback(front.stop)
+        yield RunningStack(
+            aws=aws,
+            stack=stack,
+            front=front,
+            api_keys=api_keys,
+            upstream_url=upstream_url,
+            upstream_key=upstream_key,
+            signing_secret=signing_secret,
+            started_simulator=simulator,
+            started_receiver=receiver,
+        )

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,21 +23,11 @@ from typing import Any
 
 import httpx
 
-from bridge_local.api_front import ApiFront
-from bridge_local.deployer import (
-    DEFAULT_STACK_NAME,
-    DEFAULT_TEMPLATE,
-    deploy,
-    put_router_one_key,
-    webhook_signing_secret,
-)
-from bridge_local.emulator import EmbeddedAws
-from bridge_local.gateway_responses import of_stack
+from bridge_local.deployer import DEFAULT_STACK_NAME, DEFAULT_TEMPLATE
+from bridge_local.local_stack import RealRouterOne, SimulatorSettings, StackOptions, running_stack
 from bridge_local.ports import PortInUse, check_free
-from bridge_local.receiver import ReceivedWebhook, WebhookReceiver, format_delivery
-from bridge_local.schedules import start_schedulers
-from bridge_local.sqs_poller import start_pollers
-from bridge_local.tail import EventTail, format_event, format_event_line
+from bridge_local.receiver import ReceivedWebhook, format_delivery
+from bridge_local.tail import format_event, format_event_line
 
 SAMPLE_REQUEST = {"model": "video-default", "prompt": "a red fox running through snow"}
 # The embedded AWS accepts these throwaway keys as the account's administrator; they work nowhere else.
@@ -154,6 +143,34 @@ def caller_keys(args: argparse.Namespace) -> list[str]:
         # Two tenants, so a newcomer can see one key's jobs stay invisible to the other.
         keys = [f"vb-local-{secrets.token_hex(12)}" for _ in range(2)]
     return list(dict.fromkeys(keys))
+
+
+def stack_options(args: argparse.Namespace, api_keys: Sequence[str]) -> StackOptions:
+    """The local run's stack: its ports, the upstream it was given, schedules on, settings for a terminal."""
+    router_one = RealRouterOne(args.router_one_url, args.router_one_key) if args.router_one_url else None
+    return StackOptions(
+        parameters={
+            "PollIntervalSeconds": str(args.poll_interval),
+            "LogLevel": args.log_level,
+            "WebhookRetrySchedule": args.webhook_retry_schedule,
+            # The built-in receiver is on loopback over http; a deployed stack refuses both.
+            "WebhookAllowLoopback": "true",
+            # Finished videos are copied into the local bucket; the event carries where.
+            "KeepVideos": "true",
+            # Callers may send their own Router One key (X-Router-One-Key), sealed with KMS.
+            "CallerRouterOneKeys": "allowed",
+        },
+        router_one=router_one,
+        simulator=SimulatorSettings(run_s=args.sim_run_s),
+        api_keys=tuple(api_keys),
+        receiver=args.receiver_port >= 0,
+        receiver_port=max(args.receiver_port, 0),
+        schedules=True,
+        api_port=args.port,
+        aws_port=args.aws_port,
+        template=Path(args.template),
+        stack_name=args.stack_name,
+    )
 
 
 def owners_of(api_url: str, keys: Sequence[str]) -> dict[str, str]:
@@ -273,9 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # Local noise control: no X-Ray daemon and no CloudWatch here; the env can still override.
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     print_lock = threading.Lock()
 
     def show(event: dict[str, Any]) -> None:
@@ -284,81 +298,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         with print_lock:
             print(text, flush=True)
 
+    options = stack_options(args, api_keys)
+
+    def show_webhook(record: ReceivedWebhook) -> None:
+        # The first line has the type, task, answer and signature check; the rest is detail.
+        text = format_delivery(record)
+        text = text + "\n" if args.verbose_events else text.splitlines()[0]
+        with print_lock:
+            print(text, flush=True)
+
     try:
-        with ExitStack() as cleanup:
-            if args.router_one_url:
-                upstream_url, api_key, upstream = args.router_one_url, args.router_one_key, args.router_one_url
-            else:
-                from bridge_local.simulator import RouterOneSimulator
-
-                api_key = f"sk-local-{secrets.token_hex(12)}"
-                simulator = RouterOneSimulator(api_key=api_key, run_s=args.sim_run_s).start()
-                cleanup.callback(simulator.stop)
-                upstream_url, upstream = simulator.url, f"simulator at {simulator.url}"
-
-            aws = EmbeddedAws(port=args.aws_port).start()
-            cleanup.callback(aws.stop)
-            stack = deploy(
-                aws,
-                args.template,
-                {
-                    "RouterOneBaseUrl": upstream_url,
-                    "PollIntervalSeconds": str(args.poll_interval),
-                    "LogLevel": args.log_level,
-                    "WebhookRetrySchedule": args.webhook_retry_schedule,
-                    # The built-in receiver is on loopback over http; a deployed stack refuses both.
-                    "WebhookAllowLoopback": "true",
-                    # Finished videos are copied into the local bucket; the event carries where.
-                    "KeepVideos": "true",
-                    # Callers may send their own Router One key (X-Router-One-Key), sealed with KMS.
-                    "CallerRouterOneKeys": "allowed",
-                },
-                stack_name=args.stack_name,
-            )
-            put_router_one_key(aws, stack, api_key)
-            for poller in start_pollers(stack.event_sources, stack.region):
-                cleanup.callback(poller.stop)
-            for scheduler in start_schedulers(stack.schedules, stack.region):
-                cleanup.callback(scheduler.stop)
-            receiver_url = None
-            if args.receiver_port >= 0:
-                secret = webhook_signing_secret(aws, stack)
-
-                def show_webhook(record: ReceivedWebhook) -> None:
-                    # The first line has the type, task, answer and signature check; the rest is detail.
-                    text = format_delivery(record)
-                    text = text + "\n" if args.verbose_events else text.splitlines()[0]
-                    with print_lock:
-                        print(text, flush=True)
-
-                receiver = WebhookReceiver([secret], port=args.receiver_port, on_delivery=show_webhook).start()
-                cleanup.callback(receiver.stop)
-                receiver_url = receiver.url
-
-            tail = EventTail([stack.sns_queue_url, stack.events_queue_url], show).start()
-            cleanup.callback(tail.stop)
-            api_name = stack.function_names[stack.api_function] if stack.api_function else "api"
-            front = ApiFront(
-                stack.api_front_handler(api_keys),
-                stack.api_routes,
-                port=args.port,
-                stage=stack.stage,
-                function_name=api_name,
-                region=stack.region,
-                gateway_responses=of_stack(stack),
-            ).start()
-            cleanup.callback(front.stop)
-
+        with running_stack(options, on_event=show, on_delivery=show_webhook) as running:
+            stack = running.stack
             local_aws = LocalAws(
-                aws.endpoint_url,
+                running.aws.endpoint_url,
                 stack.region,
                 stack.topic_arn,
                 stack.event_bus_name,
                 write_sam_env_vars(stack.function_environments, LOCAL_ENV_FILE),
             )
+            receiver_url = running.receiver.url if options.receiver else None
             with print_lock:
-                owners = owners_of(front.url, api_keys)
-                banner = _banner(front.url, upstream, stack.stack_name, receiver_url, owners, local_aws)
+                owners = owners_of(running.api_url, api_keys)
+                banner = _banner(
+                    running.api_url,
+                    running.upstream_url if args.router_one_url else f"simulator at {running.upstream_url}",
+                    stack.stack_name,
+                    receiver_url,
+                    owners,
+                    local_aws,
+                )
                 print(banner, flush=True)
             while not stop.wait(0.5):
                 pass

@@ -8,23 +8,18 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
-from bridge_local.api_front import ApiFront
-from bridge_local.deployer import DeployedStack, deploy, put_router_one_key, webhook_signing_secret
+from bridge_local.deployer import DeployedStack
 from bridge_local.emulator import EmbeddedAws
-from bridge_local.gateway_responses import of_stack
-from bridge_local.local_stack import forget_cached_clients
+from bridge_local.local_stack import SimulatorSettings, StackOptions, running_stack
 from bridge_local.receiver import WebhookReceiver
 from bridge_local.simulator import RouterOneSimulator
-from bridge_local.sqs_poller import start_pollers
-from bridge_local.tail import EventTail
-from bridge_local.testing import environ_restored
 
 ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
 # The key callers of the bridge's own API present (Authorization: Bearer …), as on a deployed stack.
@@ -38,6 +33,28 @@ MAX_POLLS_PER_EXECUTION = 3
 # Webhook retries in seconds instead of hours: the schedule is configuration, as in a deployment.
 WEBHOOK_RETRY_SCHEDULE = "1,1,2"
 WEBHOOK_TIMEOUT_SECONDS = "2"
+STACK_OPTIONS = StackOptions(
+    name="integration",
+    parameters={
+        "PollIntervalSeconds": "3",
+        # Most tests time jobs by fixed 3 s polls; the ETA policy has tests of its own.
+        "PollingPolicy": "fixed",
+        "LogLevel": "WARNING",
+        "WebhookRetrySchedule": WEBHOOK_RETRY_SCHEDULE,
+        "WebhookTimeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+        "ProgressEventIntervalSeconds": "5",
+        # The receiver listens on loopback; the SSRF tests turn this off again.
+        "WebhookAllowLoopback": "true",
+        # As in the local run: every completed video is copied into the stack's bucket.
+        "KeepVideos": "true",
+        # Pass-through mode on, so its tests (and the secret scan) run against a KMS key.
+        "CallerRouterOneKeys": "allowed",
+    },
+    environment={"MAX_POLLS_PER_EXECUTION": str(MAX_POLLS_PER_EXECUTION)},
+    simulator=SimulatorSettings(queue_s=0.5, run_s=4.0),
+    upstream_key=ROUTER_ONE_KEY,
+    api_keys=API_KEYS,
+)
 
 
 @dataclass
@@ -140,65 +157,23 @@ class LocalBridge:
 
 @pytest.fixture(scope="session")
 def bridge() -> Iterator[LocalBridge]:
-    with environ_restored(), ExitStack() as cleanup:
-        os.environ.update(
-            POWERTOOLS_TRACE_DISABLED="true",
-            POWERTOOLS_METRICS_DISABLED="true",
-            MAX_POLLS_PER_EXECUTION=str(MAX_POLLS_PER_EXECUTION),
-        )
-        simulator = RouterOneSimulator(api_key=ROUTER_ONE_KEY, queue_s=0.5, run_s=4.0).start()
-        cleanup.callback(simulator.stop)
-        aws = EmbeddedAws().start()
-        cleanup.callback(aws.stop)
-        stack = deploy(
-            aws,
-            parameters={
-                "RouterOneBaseUrl": simulator.url,
-                "PollIntervalSeconds": "3",
-                # Most tests time jobs by fixed 3 s polls; the ETA policy has tests of its own.
-                "PollingPolicy": "fixed",
-                "LogLevel": "WARNING",
-                "WebhookRetrySchedule": WEBHOOK_RETRY_SCHEDULE,
-                "WebhookTimeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
-                "ProgressEventIntervalSeconds": "5",
-                # The receiver listens on loopback; the SSRF tests turn this off again.
-                "WebhookAllowLoopback": "true",
-                # As in the local run: every completed video is copied into the stack's bucket.
-                "KeepVideos": "true",
-                # Pass-through mode on, so its tests (and the secret scan) run against a KMS key.
-                "CallerRouterOneKeys": "allowed",
-            },
-        )
-        put_router_one_key(aws, stack, ROUTER_ONE_KEY)
-        signing_secret = webhook_signing_secret(aws, stack)
-        forget_cached_clients()
-        receiver = WebhookReceiver([signing_secret]).start()
-        cleanup.callback(receiver.stop)
-        for poller in start_pollers(stack.event_sources, stack.region):
-            cleanup.callback(poller.stop)
-        events = EventLog()
-        tail = EventTail([stack.sns_queue_url, stack.events_queue_url], events.add).start()
-        cleanup.callback(tail.stop)
-        front = ApiFront(
-            stack.api_front_handler(API_KEYS), stack.api_routes, stage=stack.stage, gateway_responses=of_stack(stack)
-        ).start()
-        cleanup.callback(front.stop)
-        api = httpx.Client(base_url=front.url, timeout=30, headers={"Authorization": f"Bearer {BRIDGE_API_KEY}"})
+    events = EventLog()
+    with running_stack(STACK_OPTIONS, on_event=events.add) as running:
+        api = httpx.Client(base_url=running.api_url, timeout=30, headers={"Authorization": f"Bearer {BRIDGE_API_KEY}"})
         # The CLI reads its key from the environment, as a user's shell would provide it.
         os.environ["VIDEO_BRIDGE_API_KEY"] = BRIDGE_API_KEY
-        cleanup.callback(api.close)
-        owner_id = api.get("/v1/account").raise_for_status().json()["owner_id"]
-        yield LocalBridge(
-            aws=aws,
-            stack=stack,
-            simulator=simulator,
-            api=api,
-            events=events,
-            receiver=receiver,
-            signing_secret=signing_secret,
-            owner_id=owner_id,
-        )
-    forget_cached_clients()
+        with api:
+            owner_id = api.get("/v1/account").raise_for_status().json()["owner_id"]
+            yield LocalBridge(
+                aws=running.aws,
+                stack=running.stack,
+                simulator=running.simulator,
+                api=api,
+                events=events,
+                receiver=running.receiver,
+                signing_secret=running.signing_secret,
+                owner_id=owner_id,
+            )
 
 
 @contextmanager

@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from bridge_local import iam
-from bridge_local.local_stack import start_local_stack
-from bridge_local.testing import environ_restored
+from bridge_local.local_stack import StackOptions, running_stack
 
 
 def main(template: str, role: str, action: str, timeout_s: float = 40.0) -> int:
-    with environ_restored(), ExitStack() as cleanup:
-        local = start_local_stack(cleanup, parameters={"PollIntervalSeconds": "3"}, template=Path(template))
+    options = StackOptions(parameters={"PollIntervalSeconds": "3"}, receiver=False, template=Path(template))
+    with running_stack(options) as local:
         local.simulator.queue_next(run_s=1.0, queue_s=0.2)
         auth = {"Authorization": f"Bearer {local.api_key}"}
         answer = httpx.post(
