@@ -19,7 +19,7 @@ def check_free(ports: Sequence[tuple[int, str]], host: str = "127.0.0.1") -> Non
     """Raise PortInUse for the first of ``ports`` ((port, option that sets it) pairs) that can't be bound.
 
     Port 0 (any free port) and negative ones (not started) are skipped. The probe binds the way
-    the servers do (SO_REUSEADDR, as http.server sets it), so a port in TIME_WAIT passes and one
+    the servers do (SO_REUSEADDR, as `http_server` sets it), so a port in TIME_WAIT passes and one
     with a listener fails, as the real bind would. Two options given the same port fail too.
     """
     claimed: dict[int, str] = {}

@@ -18,23 +18,33 @@ names at it and see which certificate each connection checks.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import select
 import socket
 import ssl
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook, WebhookVerificationError
+from werkzeug.wrappers import Request
+
+from bridge_local.http_server import (
+    RAW_HEADERS,
+    BackgroundServer,
+    DropConnection,
+    Environ,
+    StartResponse,
+    connection_of,
+    hold_open,
+    respond,
+    send_slowly,
+    status_head,
+)
 
 # How an answer goes out. "whole": at once. "drip": status line, headers and body one byte every
 # `drip_s`. "hang": nothing at all, the connection held open until the sender leaves. "endless": the
@@ -101,85 +111,50 @@ class WebhookReceiver:
         self._seen_per_id: dict[str, int] = defaultdict(int)
         self.received: list[ReceivedWebhook] = []
         self._changed = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("receiver not started")
-        host, port = self._server.server_address[:2]
+        host, port = self._address()
         return f"{'https' if self._ssl_context else 'http'}://{host}:{port}"
 
     @property
     def port(self) -> int:
+        return self._address()[1]
+
+    def _address(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("receiver not started")
-        return int(self._server.server_address[1])
+        return self._server.address
 
     def start(self) -> WebhookReceiver:
-        receiver = self
         self._stopping.clear()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length).decode("utf-8", "replace")
-                reply = receiver._handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                if reply.delay_s:
-                    time.sleep(reply.delay_s)
-                if reply.mode != "whole":
-                    self.close_connection = True
-                    receiver._misbehave(self, reply)
-                    return
-                payload = reply.body.encode("utf-8")
-                try:
-                    self.send_response(reply.status)
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the bridge gave up waiting (timeout): exactly what a slow receiver causes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        context = self._ssl_context
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def finish_request(self, request: Any, client_address: Any) -> None:
-                # The handshake runs in the request's own thread: a client that never finishes it
-                # holds that thread only, never the accept loop.
-                if context is None:
-                    super().finish_request(request, client_address)
-                    return
-                request.settimeout(10)
-                with context.wrap_socket(request, server_side=True) as tls:
-                    tls.settimeout(None)
-                    super().finish_request(tls, client_address)
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # refused handshakes and senders that hang up are what the tests provoke
-
-        self._server = Server(("127.0.0.1", self._port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
-        self._thread.start()
+        self._server = BackgroundServer(self._app, port=self._port, name="webhook-receiver", tls=self._ssl_context)
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()  # ends answers still dripping or hanging
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
+
+    def _app(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        request = Request(environ)
+        if request.method != "POST":
+            return respond(start_response, 501, [], b"webhooks are POSTed")
+        headers = {name.lower(): value for name, value in environ[RAW_HEADERS]}
+        body = request.get_data().decode("utf-8", "replace")
+        # The target as sent, not percent-decoded: paths and queries are recorded as they came.
+        reply = self._handle(environ.get("REQUEST_URI", "/"), headers, body)
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.mode != "whole":
+            self._misbehave(connection_of(environ), reply)
+            raise DropConnection
+        return respond(start_response, reply.status, reply.headers.items(), reply.body.encode("utf-8"))
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
@@ -233,36 +208,20 @@ class WebhookReceiver:
             return Reply(500, failure_headers, delay, "failing on purpose", **shape)
         return Reply(200 if verified else 401, {}, delay, **shape)
 
-    def _misbehave(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _misbehave(self, connection: socket.socket, reply: Reply) -> None:
         """Answer in one of the slow modes, until the sender leaves, the receiver stops or HOLD_LIMIT_S."""
-        conn: socket.socket = handler.connection
-        ends = time.monotonic() + HOLD_LIMIT_S
+        timing = {"stopping": self._stopping, "ends": time.monotonic() + HOLD_LIMIT_S}
         if reply.mode == "hang":
-            while not self._stopping.is_set() and time.monotonic() < ends:
-                if _peer_left(conn, wait_s=0.2):
-                    return
-            return
-        head = f"HTTP/1.1 {reply.status} {_reason(reply.status)}\r\n"
-        for name, value in reply.headers.items():
-            head += f"{name}: {value}\r\n"
-        if reply.mode == "drip":
+            hold_open(connection, **timing)
+        elif reply.mode == "drip":
             body = reply.body.encode("utf-8")
-            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            data: Iterable[int] = head.encode("latin-1") + body
+            fields = [*reply.headers.items(), ("Content-Length", str(len(body))), ("Connection", "close")]
+            data = status_head("HTTP/1.1", reply.status, fields) + body
+            send_slowly(connection, _bytes_of(data), pause_s=reply.drip_s, **timing)
         else:  # endless: no length, so the body lasts until the connection closes, which it never does
-            head += "Content-Type: text/plain\r\n\r\n"
-            with contextlib.suppress(OSError):
-                handler.wfile.write(head.encode("latin-1"))
-            data = itertools.cycle(b"still going ")
-        for byte in data:
-            if self._stopping.is_set() or time.monotonic() >= ends:
-                return
-            try:
-                handler.wfile.write(bytes([byte]))
-            except OSError:
-                return  # the sender gave up: what a deadline is for
-            if self._stopping.wait(reply.drip_s):
-                return
+            head = status_head("HTTP/1.1", reply.status, [*reply.headers.items(), ("Content-Type", "text/plain")])
+            if send_slowly(connection, [head], pause_s=0, **timing):
+                send_slowly(connection, _bytes_of(itertools.cycle(b"still going ")), pause_s=reply.drip_s, **timing)
 
     def _verify(self, body: str, headers: dict[str, str]) -> tuple[bool, str | None]:
         if not self._verifiers:
@@ -300,22 +259,9 @@ class WebhookReceiver:
                 self._changed.wait(left)
 
 
-def _peer_left(conn: socket.socket, *, wait_s: float) -> bool:
-    """True once the other end closed the connection (or broke it)."""
-    try:
-        readable, _, _ = select.select([conn], [], [], wait_s)
-        if not readable:
-            return False
-        return conn.recv(1024) == b""
-    except (OSError, ValueError):
-        return True
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Status"
+def _bytes_of(data: Iterable[int]) -> Iterator[bytes]:
+    """One byte at a time."""
+    return (bytes([byte]) for byte in data)
 
 
 def format_delivery(record: ReceivedWebhook) -> str:
