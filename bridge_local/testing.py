@@ -60,12 +60,13 @@ def pending_job_row(task_id: str, created: datetime, *, deadline_s: int = 7200) 
 def create_table_like(client: Any, logical_id: str, name: str, **parameters: str) -> None:
     """Create table `name` with the keys and indexes template.yaml gives `logical_id` (its defaults,
     or these parameter values), so a module's tests use the deployed shape, not a copy of it."""
-    from bridge_local.deployer import DEFAULT_TEMPLATE, _parameter_values, _Resolver
+    from bridge_local.cfn.intrinsics import Resolver, parameter_values
+    from bridge_local.deployer import DEFAULT_TEMPLATE
     from bridge_local.emulator import DEFAULT_REGION
     from bridge_local.sam import load_template
 
     template = load_template(DEFAULT_TEMPLATE)
-    resolver = _Resolver("tests", DEFAULT_REGION, _parameter_values(template, parameters))
+    resolver = Resolver("tests", DEFAULT_REGION, parameter_values(template, parameters))
     resolver.evaluate_conditions(template.get("Conditions") or {})
     props = template["Resources"][logical_id]["Properties"]
     shape = {
