@@ -10,7 +10,7 @@ log quiet: each app logs its own lines.
 
 Some answers are broken on purpose: dripped a byte at a time from the status line on, held open
 with nothing sent, or reset. An app writes those straight to the connection (`connection_of`,
-`send_slowly`, `hold_open`, `reset`) and then raises `DropConnection`, so werkzeug sends nothing.
+`send_slowly`, `hold_open`, `reset_connection`) and then raises `DropConnection`, so werkzeug sends nothing.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def hold_open(connection: socket.socket, *, stopping: threading.Event, ends: flo
             return
 
 
-def reset(connection: socket.socket) -> None:
+def reset_connection(connection: socket.socket) -> None:
     """Drop the connection with a TCP reset (linger 0) and no HTTP answer."""
     with contextlib.suppress(OSError):
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
