@@ -1,7 +1,7 @@
 """Schemathesis against the running local stack: no 5xx, every answer as the document declares,
 and nothing of another tenant's in any answer.
 
-The full run (`python -m bridge_local.fuzz_api`, over 2,000 requests) is in the README; this is a
+The full run (`python -m bridge_local.fuzz_api`, over 2,000 requests) is in docs/local-runtime.md; this is a
 smaller run of the same code with a fixed seed, made as a second key while the first key's jobs
 (their ids offered to the fuzzer) are in the table, and checks that the harness does catch a bad
 API and a leaking one.

@@ -285,11 +285,11 @@ def test_submit_sends_every_field_of_the_request_model() -> None:
     GenerationRequest.model_validate(two)
 
 
-def test_the_readme_runs_the_cli_the_way_it_is_installed() -> None:
+def test_the_cli_page_runs_the_cli_the_way_it_is_installed() -> None:
     root = Path(__file__).resolve().parents[2]
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"video-bridge": "bridge_cli.main:main"}
-    section = (root / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    section = (root / "docs" / "cli.md").read_text()
     block = section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     # The script is in .venv/bin, not on PATH: the block activates the venv before the bare name.
     assert block[0].startswith("source .venv/bin/activate")

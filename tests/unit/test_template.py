@@ -272,7 +272,7 @@ def test_the_reconciler_may_do_what_an_outcome_check_needs() -> None:
     assert "dynamodb:UpdateItem" in machine
 
 
-# Deliberately not retained; README's "Deleting the stack" says the same. Everything else of these
+# Deliberately not retained; docs/operations.md's "Deleting the stack" says the same. Everything else of these
 # types keeps its data when the stack is deleted or the resource replaced.
 NOT_RETAINED = {
     # Dedupes retries to this stack's API for a day; the jobs themselves are in JobsTable.
@@ -293,10 +293,10 @@ def test_tables_secrets_keys_and_buckets_are_retained_unless_listed() -> None:
         policy = "Delete" if name in NOT_RETAINED else "Retain"
         # Stated either way, so a reader (and cfn-lint's I3011) sees it was decided.
         assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == (policy, policy), name
-    readme = (ROOT / "README.md").read_text()
-    teardown = readme[readme.index("### Deleting the stack") :]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    teardown = operations[operations.index("## Deleting the stack") :]
     for name in stateful:
-        assert f"`{name}`" in teardown, f"README's teardown section does not say what happens to {name}"
+        assert f"`{name}`" in teardown, f"docs/operations.md's teardown section does not say what happens to {name}"
 
 
 def test_no_arn_is_written_for_the_aws_partition_only() -> None:
