@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridge_local import moto_patches
-from bridge_local.moto_patches import lambda_routing, server
+from bridge_local.moto_patches import lambda_routing, quotas, server
 
 
 def test_the_installed_moto_is_the_pinned_one_and_every_patch_finds_its_target() -> None:
@@ -41,3 +41,15 @@ def test_another_moto_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(moto_patches, "installed_moto_version", lambda: "5.3.0")
     with pytest.raises(RuntimeError, match=r"5\.3\.0 is installed"):
         moto_patches.verify_all()
+
+
+def test_the_quota_patches_are_installed_once_and_moto_still_has_what_they_patch() -> None:
+    moto_patches.install_all()
+    quotas.verify_quotas()
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+    from moto.sqs.models import SQSBackend
+
+    before = (LimitedSizeDict.__dict__["__setitem__"], SQSBackend.__dict__["send_message"])
+    quotas.install_quotas()
+    assert (LimitedSizeDict.__dict__["__setitem__"], SQSBackend.__dict__["send_message"]) == before
+    assert getattr(before[1], "__bridge_quota__", False)
