@@ -1,6 +1,6 @@
 """The largest request the API accepts, through the whole loop, inside every AWS payload quota.
 
-The embedded AWS refuses what AWS refuses (`bridge_local/moto_patches/quotas.py`), so a job that finishes here
+The embedded AWS refuses what AWS refuses (`bridge_local/moto_patches/quotas/`), so a job that finishes here
 would not hit a quota on AWS either. Every payload the quota checks measure for this job is
 recorded, and the largest of each kind is printed against its limit: the headroom in
 docs/limits.md ("Payload quotas") comes from this test's output (run it with -s).
