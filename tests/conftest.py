@@ -11,6 +11,19 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VideoBridgeTests")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("JOBS_TABLE_NAME", "jobs-unit")
 os.environ.setdefault("ROUTER_ONE_API_KEY_SECRET", "router-one-key-unit")
+# Every setting a function requires, so a unit test may run any module without a stack; a test
+# about a missing setting removes its variable. A deployed stack's values replace these.
+os.environ.setdefault("OWNER_ID_SECRET", "owner-id-unit")
+os.environ.setdefault("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:unit")
+os.environ.setdefault("RECONCILE_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/reconcile-unit")
+os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", "idempotency-unit")
+os.environ.setdefault("WEBHOOK_DELIVERIES_TABLE_NAME", "deliveries-unit")
+os.environ.setdefault("WEBHOOK_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-unit")
+os.environ.setdefault(
+    "WEBHOOK_DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-dlq-unit"
+)
+os.environ.setdefault("WEBHOOK_SIGNING_SECRET", "signing-unit")
+os.environ.setdefault("VIDEO_BUCKET_NAME", "videos-unit")
 
 
 # --------------------------------------------------------------------------- IAM use, measured

@@ -6,6 +6,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.api.authorizer import authorize
 from bridge.observability import logger
+from bridge.settings import AuthorizerSettings, get_settings
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(AuthorizerSettings)
 
 
 @logger.inject_lambda_context(log_event=False)

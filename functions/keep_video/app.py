@@ -7,6 +7,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bridge.observability import logger, metrics, tracer
 from bridge.outbound.deadlines import lambda_budget
 from bridge.outcomes.video_copy import keep_video
+from bridge.settings import KeepVideoSettings, get_settings
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(KeepVideoSettings)
 
 # The copy stops this long before the function would be: time to abort the upload and note why.
 RESERVE_S = 60.0

@@ -7,7 +7,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bridge.errors import UpstreamTransientError
 from bridge.observability import logger, metrics, tracer
 from bridge.outbound.deadlines import lambda_budget
+from bridge.settings import PollSettings, get_settings
 from bridge.tracking.poll_step import poll_once
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(PollSettings)
 
 # Router One must answer this long before the function's end: time to record what it said.
 RESERVE_S = 8.0

@@ -8,6 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.observability import logger, metrics, tracer
 from bridge.outcomes.reconcile import reconcile_record, sweep
+from bridge.settings import ReconcileSettings, get_settings
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(ReconcileSettings)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

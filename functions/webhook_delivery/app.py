@@ -6,7 +6,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bridge.observability import logger, metrics, tracer
+from bridge.settings import DeliverySettings, get_settings
 from bridge.webhooks.sender import deliver_record
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(DeliverySettings)
 
 # Records it cannot take (too little time left) are reported, even when that is all of them: a
 # function error would send back the ones already delivered too.

@@ -295,17 +295,18 @@ def test_a_missing_jobs_table_defers_the_job_to_the_reconciler_instead_of_losing
     import boto3
 
     from bridge.store import jobs
+    from bridge.store.job_record import JobRecord
 
     real_create_job = jobs.create_job
     failed: list[str] = []
 
-    def first_write_goes_to_a_missing_table(**fields: Any) -> dict[str, Any]:
+    def first_write_goes_to_a_missing_table(record: JobRecord) -> JobRecord:
         # Only this submit's write misses: the reconciler, which may run at the same moment in
         # this process, writes to the real table (changing the shared env would break it too).
         if not failed:
-            failed.append(fields["task_id"])
-            boto3.resource("dynamodb").Table("no-such-table").put_item(Item={"task_id": fields["task_id"]})
-        return real_create_job(**fields)
+            failed.append(record.task_id)
+            boto3.resource("dynamodb").Table("no-such-table").put_item(Item={"task_id": record.task_id})
+        return real_create_job(record)
 
     monkeypatch.setattr(jobs, "create_job", first_write_goes_to_a_missing_table)
     response = bridge.submit(run_s=1.0, queue_s=0.1)

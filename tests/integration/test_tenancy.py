@@ -19,7 +19,8 @@ import pytest
 
 from bridge.clients import jobs_table
 from bridge.store import jobs
-from bridge.timeutil import utcnow
+from bridge.store.job_record import JobRecord
+from bridge.timeutil import iso, utcnow
 from bridge_local.iam import current_role
 
 from .conftest import OPERATOR_API_KEY, TENANT_B_API_KEY, LocalBridge, bridge_settings
@@ -291,13 +292,16 @@ def test_operators_read_and_list_everyones_jobs_but_change_none(
     b_task = submit(tenant_b, bridge, run_s=60, queue_s=60)
     # A row written before owners existed: no owner_id. Operators see it; tenants do not.
     legacy = f"v_legacy_{uuid.uuid4().hex[:8]}"
+    now = utcnow()
     jobs.create_job(
-        task_id=legacy,
-        model="video-default",
-        request=FOX,
-        now=utcnow(),
-        deadline_at=2**31,
-        retention_days=1,
+        JobRecord(
+            task_id=legacy,
+            model="video-default",
+            request=FOX,
+            created_at=iso(now),
+            deadline_at=2**31,
+            expires_at=int(now.timestamp()) + 86_400,
+        )
     )
 
     for task_id in (a_task, b_task, legacy):

@@ -9,11 +9,22 @@ import pytest
 
 from bridge import observability
 from bridge.errors import ServiceUnavailable, UpstreamTransientError
-from bridge.store import jobs
+from bridge.store import job_lists
 from bridge_local.deployer import import_handler
 from bridge_local.emulator import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def row(task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "status": "pending",
+        "model": "m",
+        "created_at": "2026-11-30T12:00:00.000Z",
+        "deadline_at": 1,
+        "expires_at": 1,
+    }
 
 
 class ThrottledTable:
@@ -32,13 +43,13 @@ class ThrottledTable:
         keys = RequestItems[self.name]["Keys"]
         if self.calls <= self.throttled:
             return {"Responses": {self.name: []}, "UnprocessedKeys": RequestItems}
-        return {"Responses": {self.name: [{"task_id": key["task_id"], "status": "pending"} for key in keys]}}
+        return {"Responses": {self.name: [row(key["task_id"]) for key in keys]}}
 
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(jobs.time, "sleep", slept.append)
+    monkeypatch.setattr(job_lists.time, "sleep", slept.append)
     return slept
 
 
@@ -46,12 +57,12 @@ def test_unprocessed_keys_are_asked_again_after_a_growing_pause(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
     table = ThrottledTable(throttled=3)
-    monkeypatch.setattr(jobs, "jobs_table", lambda: table)
-    monkeypatch.setattr(jobs.random, "uniform", lambda low, high: high)  # the longest pause jitter allows
+    monkeypatch.setattr(job_lists, "jobs_table", lambda: table)
+    monkeypatch.setattr(job_lists.random, "uniform", lambda low, high: high)  # the longest pause jitter allows
 
-    rows = jobs._rows_in_order(["a", "b", "c"])
+    rows = job_lists._rows_in_order(["a", "b", "c"])
 
-    assert [row["task_id"] for row in rows] == ["a", "b", "c"]
+    assert [row.task_id for row in rows] == ["a", "b", "c"]
     assert table.calls == 4
     assert sleeps == [0.1, 0.2, 0.4]
 
@@ -60,14 +71,14 @@ def test_a_table_that_stays_throttled_is_an_error_not_a_short_page(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
     table = ThrottledTable(throttled=1_000)
-    monkeypatch.setattr(jobs, "jobs_table", lambda: table)
+    monkeypatch.setattr(job_lists, "jobs_table", lambda: table)
 
     with pytest.raises(ServiceUnavailable):
-        jobs._rows_in_order(["a"])
+        job_lists._rows_in_order(["a"])
 
-    assert table.calls == jobs.BATCH_GET_ATTEMPTS
-    assert len(sleeps) == jobs.BATCH_GET_ATTEMPTS - 1
-    assert all(0 <= pause <= jobs.BATCH_GET_BACKOFF_CAP_S for pause in sleeps)
+    assert table.calls == job_lists.BATCH_GET_ATTEMPTS
+    assert len(sleeps) == job_lists.BATCH_GET_ATTEMPTS - 1
+    assert all(0 <= pause <= job_lists.BATCH_GET_BACKOFF_CAP_S for pause in sleeps)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
 from bridge.models import GenerationRequest
-from bridge.settings import get_settings
+from bridge.settings import SettingsError, get_settings
 from bridge.submit import idempotent
 from bridge.tenancy import Caller
 from bridge.upstream.caller_keys import CallerKey
@@ -120,15 +120,17 @@ def test_a_key_of_the_longest_length_is_accepted(table: str, recorder: Recorder)
     assert idempotent.submit_with_key(request(), key, ALICE)["task_id"] == "task_1"
 
 
-def test_keys_are_refused_with_a_503_when_no_table_is_configured(
+def test_a_missing_table_setting_fails_loudly_before_anything_is_submitted(
     table: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("IDEMPOTENCY_TABLE_NAME")
     get_settings.cache_clear()
     idempotent.reset()
-    with pytest.raises(ServiceUnavailable) as excinfo:
-        idempotent.submit_with_key(request(), "key-1", ALICE)
-    assert excinfo.value.code == "idempotency_unavailable"
+    try:
+        with pytest.raises(SettingsError, match="IDEMPOTENCY_TABLE_NAME"):
+            idempotent.submit_with_key(request(), "key-1", ALICE)
+    finally:
+        get_settings.cache_clear()
     assert recorder.calls == []
 
 

@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
-from bridge.clients import stepfunctions
+from bridge.clients import jobs_table, stepfunctions
 from bridge.errors import Conflict, InvalidRequest, TaskNotFound
 from bridge.models import JobStatus
 from bridge.outcomes import lifecycle
 from bridge.outcomes.checks import CANCEL_FINALIZER, CANCEL_PUBLISH_SUFFIX
-from bridge.settings import get_settings
+from bridge.settings import SettingsError, get_settings
 from bridge.store import jobs
+from bridge.store.dynamo import plain
+from bridge.store.job_record import JobRecord
 from bridge.tenancy import Caller
 from bridge.tracking.loop import execution_arn, execution_name
 from bridge_local.emulator import DUMMY_ROLE_ARN, EmbeddedAws
@@ -63,23 +65,32 @@ def aws(emulator: EmbeddedAws) -> Iterator[EmbeddedAws]:
     get_settings.cache_clear()
 
 
+def stored(task_id: str) -> dict[str, Any]:
+    """The job's row as DynamoDB holds it (attributes no model carries included)."""
+    return plain(jobs_table().get_item(Key={"task_id": task_id}, ConsistentRead=True)["Item"])
+
+
 def owner() -> Caller:
     return Caller(owner_id="own_" + uuid.uuid4().hex)
 
 
 def new_job(caller: Caller, *, minutes: int = 0, callback_events: list[str] | None = None, track: bool = False) -> str:
     task_id = f"task_{uuid.uuid4().hex[:12]}"
+    created = T0 + timedelta(minutes=minutes)
     jobs.create_job(
-        task_id=task_id,
-        model="video-default",
-        request={"model": "video-default", "prompt": "p"},
-        now=T0 + timedelta(minutes=minutes),
-        deadline_at=int(T0.timestamp()) + 7200,
-        retention_days=30,
-        callback_url="https://hooks.example.com/in" if callback_events else None,
-        webhook_events=callback_events,
-        metadata={"order": "7"},
-        owner_id=caller.owner_id,
+        JobRecord.accepted(
+            task_id=task_id,
+            owner_id=caller.owner_id,
+            model="video-default",
+            request={"model": "video-default", "prompt": "p"},
+            now=created,
+            deadline_s=int((T0 - created).total_seconds()) + 7200,
+            retention_days=30,
+            callback_url="https://hooks.example.com/in" if callback_events else None,
+            webhook_events=callback_events,
+            metadata={"order": "7"},
+            caller_key_ciphertext=None,
+        )
     )
     if track:
         sfn = stepfunctions()
@@ -133,7 +144,7 @@ def test_cancel_records_the_outcome_stops_the_loop_and_publishes_once(aws: Embed
 
     assert view["task_id"] == task_id and view["status"] == "canceled"
     assert view["error"]["code"] == "canceled"
-    row = jobs.get_job(task_id)
+    row = stored(task_id)
     assert row["finalized_by"] == CANCEL_FINALIZER
     assert row["owner_status"] == f"{caller.owner_id}#canceled"
     assert row["finished_at"] and row[jobs.UNPUBLISHED_FIELD]
@@ -160,10 +171,10 @@ def test_a_second_cancel_answers_the_same_and_publishes_the_same_event(aws: Embe
     caller = owner()
     task_id = new_job(caller, track=True)
     first = lifecycle.cancel(task_id, caller)
-    event_id = jobs.get_job(task_id)["event_id"]
+    event_id = stored(task_id)["event_id"]
     second = lifecycle.cancel(task_id, caller)
     assert second == first
-    assert jobs.get_job(task_id)["event_id"] == event_id
+    assert stored(task_id)["event_id"] == event_id
     publishing = execution(aws, task_id, CANCEL_PUBLISH_SUFFIX)
     assert publishing is not None and json.loads(publishing["input"])["event"]["id"] == event_id
 
@@ -182,7 +193,7 @@ def test_a_finished_job_cannot_be_canceled_and_nothing_is_queued(aws: EmbeddedAw
         lifecycle.cancel(task_id, caller)
     assert excinfo.value.code == "job_already_finished"
     assert "completed" in excinfo.value.message
-    row = jobs.get_job(task_id)
+    row = stored(task_id)
     assert row["status"] == "completed" and row["event_id"] == "evt_done"
     assert checks_queued(aws) == []
     assert execution(aws, task_id, CANCEL_PUBLISH_SUFFIX) is None
@@ -201,7 +212,7 @@ def test_a_poll_that_ends_the_job_first_wins_and_cancel_publishes_nothing(
     with pytest.raises(Conflict) as excinfo:
         lifecycle.cancel(task_id, caller)
     assert excinfo.value.code == "job_already_finished"
-    row = jobs.get_job(task_id)
+    row = stored(task_id)
     assert row["status"] == "completed" and row["event_id"] == "evt_poll_outcome" and row["finalized_by"] == "exec-poll"
     assert execution(aws, task_id, CANCEL_PUBLISH_SUFFIX) is None
     tracking = execution(aws, task_id)
@@ -215,7 +226,7 @@ def test_another_owner_cannot_cancel_and_the_job_is_untouched(aws: EmbeddedAws) 
     for stranger in (owner(), Caller(owner_id=owner().owner_id, operator=True)):
         with pytest.raises(TaskNotFound):
             lifecycle.cancel(task_id, stranger)
-    row = jobs.get_job(task_id)
+    row = stored(task_id)
     assert row["status"] == "pending" and "event_id" not in row
 
 
@@ -232,13 +243,19 @@ def test_cancel_without_a_running_loop_still_records_and_publishes(aws: Embedded
     assert execution(aws, task_id, CANCEL_PUBLISH_SUFFIX) is not None
 
 
-def test_cancel_without_a_state_machine_records_only(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("STATE_MACHINE_ARN")
-    get_settings.cache_clear()
+def test_cancel_without_a_state_machine_fails_loudly_and_changes_nothing(
+    aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caller = owner()
     task_id = new_job(caller)
-    assert lifecycle.cancel(task_id, caller)["status"] == JobStatus.CANCELED
-    assert jobs.get_job(task_id)["status"] == "canceled"
+    monkeypatch.delenv("STATE_MACHINE_ARN")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="STATE_MACHINE_ARN"):
+            lifecycle.cancel(task_id, caller)
+    finally:
+        get_settings.cache_clear()
+    assert stored(task_id)["status"] == JobStatus.PENDING
 
 
 # --------------------------------------------------------------------------- list

@@ -4,6 +4,7 @@ real simulator's faults look like to the client, and what one poll step makes of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -16,7 +17,10 @@ from bridge import settings
 from bridge.errors import UpstreamPermanentError, UpstreamRejected, UpstreamTransientError, UpstreamUnavailable
 from bridge.models import UpstreamStatus
 from bridge.outbound.retry_after import retry_after_seconds
+from bridge.outcomes import checks
 from bridge.store import jobs
+from bridge.store.job_record import JobRecord
+from bridge.timeutil import iso
 from bridge.tracking import model_stats, poll_step
 from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
 from bridge_local.simulator import RouterOneSimulator
@@ -278,24 +282,35 @@ def row(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     # The integration session lowers this to 3 for its own jobs; these steps must never roll over.
     monkeypatch.setenv("MAX_POLLS_PER_EXECUTION", "500")
     settings.get_settings.cache_clear()
-    job: dict[str, Any] = {"task_id": TASK, "status": "pending", "progress": None, "poll_count": 0}
+    job: dict[str, Any] = {
+        "task_id": TASK,
+        "status": "pending",
+        "progress": None,
+        "poll_count": 0,
+        "model": "video-default",
+        "created_at": iso(T0),
+        "deadline_at": int(T0.timestamp()) + 7200,
+        "expires_at": int(T0.timestamp()) + 86_400,
+    }
 
-    def record_progress(task_id: str, **fields: Any) -> dict[str, Any] | None:
+    def record_progress(task_id: str, **fields: Any) -> JobRecord | None:
         if job["status"] in ("completed", "failed", "timed_out", "canceled"):
             return None
-        previous = dict(job)
+        previous = JobRecord.model_validate(job)
         job.update(status=fields["status"], progress=fields["progress"], upstream_status=fields["upstream_status"])
         job["poll_count"] += 1
         return previous
 
     def record_outcome(task_id: str, *, fields: dict[str, Any], event: dict[str, Any], execution_id: Any) -> Any:
-        job.update(fields, event=event)
+        job.update(fields, event=json.dumps(event))
         return event
 
     monkeypatch.setattr(jobs, "record_progress", record_progress)
-    monkeypatch.setattr(jobs, "get_job", lambda task_id: dict(job))
+    monkeypatch.setattr(jobs, "get_job", lambda task_id: JobRecord.model_validate(job))
     monkeypatch.setattr(jobs, "record_outcome", record_outcome)
     monkeypatch.setattr(model_stats, "record_duration", lambda model, seconds: None)
+    # No queue here: the outcome check an outcome asks for is noted, not sent.
+    monkeypatch.setattr(checks, "queue_check", lambda task_id, **_: job.update(check_queued=True))
     yield job
     settings.get_settings.cache_clear()
 
@@ -344,9 +359,9 @@ def test_progress_going_backwards_is_recorded_as_the_highest_seen(
     )
     assert recorded == [10, 40, 60, 60, 60, 70, 70]  # what the row and the running events got
     # The poll policy still sees the drop (its samples restart) ...
-    assert steps[3].poll_memory["samples"][-1][1] == 20 and len(steps[3].poll_memory["samples"]) == 1
+    assert steps[3].poll_memory.samples[-1][1] == 20 and len(steps[3].poll_memory.samples) == 1
     # ... and the highest value travels with the loop.
-    assert steps[3].poll_memory[poll_step.PROGRESS_HIGH] == 60
+    assert steps[3].poll_memory.progress_high == 60
     assert steps[-1].action == "publish" and row["status"] == "completed" and row["progress"] == 100
 
 
@@ -371,7 +386,7 @@ def test_completed_without_url_is_asked_again_then_fails_with_missing_video_url(
     assert [s.next_wait_s for s in steps[1:3]] == [3, 3]
     assert row["status"] == "failed"
     assert row["error"]["code"] == "missing_video_url" and row["error"]["type"] == "api_error"
-    assert row["event"]["data"]["status"] == "failed"
+    assert json.loads(row["event"])["data"]["status"] == "failed"
 
 
 def test_a_url_that_lags_its_status_still_completes(monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]) -> None:

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from bridge.models import JobStatus, LoopState
+from bridge.models import JobStatus
 from bridge.settings import get_settings
 from bridge.store import deliveries, jobs
+from bridge.store.job_record import JobRecord
 from bridge.timeutil import iso
 from bridge.tracking.running_events import RUNNING_DETAIL_TYPES, RunningNotice, running_notice, started_claim
+from bridge.tracking.state import LoopState
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.local_stack import forget_cached_clients
 from bridge_local.testing import create_table_like, environ_restored
@@ -61,16 +63,19 @@ def off_bus(emulator: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def new_job(*, callback: bool = False, events: list[str] | None = None) -> str:
     task_id = f"task_{uuid.uuid4().hex[:12]}"
     jobs.create_job(
-        task_id=task_id,
-        model="video-default",
-        request={"model": "video-default", "prompt": "p"},
-        now=T0,
-        deadline_at=int(T0.timestamp()) + 7200,
-        retention_days=30,
-        callback_url="https://hooks.example.com/in" if callback else None,
-        webhook_events=events,
-        metadata={"order": "42"},
-        owner_id=OWNER,
+        JobRecord.accepted(
+            task_id=task_id,
+            owner_id=OWNER,
+            model="video-default",
+            request={"model": "video-default", "prompt": "p"},
+            now=T0,
+            deadline_s=7200,
+            retention_days=30,
+            callback_url="https://hooks.example.com/in" if callback else None,
+            webhook_events=events,
+            metadata={"order": "42"},
+            caller_key_ciphertext=None,
+        )
     )
     return task_id
 
@@ -164,7 +169,7 @@ def test_a_retried_poll_sends_started_again_with_the_same_id(on_bus: None) -> No
 def test_a_row_processing_before_claims_existed_sends_no_started(on_bus: None) -> None:
     task_id = new_job()
     jobs.record_progress(task_id, status="processing", progress=None, upstream_status="processing", now=T0)
-    assert jobs.get_job(task_id).get(jobs.STARTED_BY_FIELD) is None
+    assert jobs.get_job(task_id).started_by is None
     # The next poll's claim is the first on the row, but the row was processing already.
     assert poll(task_id, number=2) == RunningNotice()
 

@@ -3,8 +3,7 @@
 import json
 from pathlib import Path
 
-from bridge.models import LoopState, LoopStep
-from bridge.tracking.eta_policy import PollMemory
+from bridge.tracking.state import LoopState, LoopStep
 from bridge.webhooks.dispatch import DeliveryMessage
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -16,7 +15,7 @@ def load(name: str) -> dict:
 
 def test_poll_event_is_a_loop_state_with_a_usable_memory() -> None:
     state = LoopState.model_validate(load("poll.json"))
-    memory = PollMemory.from_dict(state.poll_memory)
+    memory = state.poll_memory.policy()
     assert memory.processing_since_s is not None and memory.samples
 
 

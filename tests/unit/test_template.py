@@ -90,14 +90,14 @@ def test_no_policy_grants_wildcard_actions() -> None:
 
 
 def test_webhook_defaults_in_the_template_match_the_code() -> None:
-    from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings
+    from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, WebhookSendingSettings
 
     parameters = template()["Parameters"]
     schedule = tuple(int(part) for part in parameters["WebhookRetrySchedule"]["Default"].split(","))
     assert schedule == DEFAULT_WEBHOOK_RETRY_SCHEDULE
     assert (
         float(parameters["WebhookTimeoutSeconds"]["Default"])
-        == Settings.model_fields["webhook_timeout_seconds"].default
+        == WebhookSendingSettings.model_fields["webhook_timeout_seconds"].default
     )
     # Loopback callbacks are for the local run; a deployed stack refuses them unless told otherwise.
     assert parameters["WebhookAllowLoopback"]["Default"] == "false"

@@ -18,7 +18,7 @@ from bridge.outbound import ssrf_guard
 from bridge.outbound.pinned_post import pinned_url, post_pinned
 from bridge.outbound.retry_after import retry_after_seconds
 from bridge.outbound.ssrf_guard import CallbackTarget
-from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings, SettingsError, _from_environment
+from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, DeliverySettings, SettingsError, get_settings
 from bridge.webhooks import sender
 from bridge.webhooks.signing import signature_headers, signing_keys
 
@@ -30,8 +30,15 @@ def target(url: str = "https://hooks.example.com:8443/in?x=1", addresses: tuple[
     return CallbackTarget(url=url, scheme=url.split(":")[0], host="hooks.example.com", port=8443, addresses=addresses)
 
 
-def settings(**overrides: Any) -> Settings:
-    return Settings(router_one_api_key_secret="s", jobs_table_name="t", **overrides)
+def settings(**overrides: Any) -> DeliverySettings:
+    return DeliverySettings(
+        jobs_table_name="t",
+        webhook_signing_secret="sig",
+        webhook_dead_letter_queue_url="dlq",
+        webhook_deliveries_table_name="d",
+        webhook_queue_url="q",
+        **overrides,
+    )
 
 
 # --------------------------------------------------------------------------- pinned POST
@@ -149,11 +156,20 @@ def test_retry_after_lengthens_the_wait_but_is_capped() -> None:
 def test_schedule_and_flags_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1, 2,3")
     monkeypatch.setenv("WEBHOOK_ALLOW_LOOPBACK", "true")
-    loaded = _from_environment()
+    for name, value in {"JOBS_TABLE_NAME": "t", "WEBHOOK_SIGNING_SECRET": "s", "WEBHOOK_QUEUE_URL": "q"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WEBHOOK_DELIVERIES_TABLE_NAME", "d")
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", "dlq")
+    get_settings.cache_clear()
+    loaded = get_settings(DeliverySettings)
     assert loaded.webhook_retry_schedule == (1, 2, 3) and loaded.webhook_allow_loopback is True
     monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1,soon")
-    with pytest.raises(SettingsError, match="WEBHOOK_RETRY_SCHEDULE"):
-        _from_environment()
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="WEBHOOK_RETRY_SCHEDULE"):
+            get_settings(DeliverySettings)
+    finally:
+        get_settings.cache_clear()
 
 
 # --------------------------------------------------------------------------- signing

@@ -19,7 +19,7 @@ from bridge import clients
 from bridge.errors import InvalidRequest, ServiceUnavailable
 from bridge.outbound import ssrf_guard
 from bridge.outbound.ssrf_guard import check_callback_url
-from bridge.settings import Settings
+from bridge.settings import DeliverySettings
 from bridge.webhooks import sender
 from bridge.webhooks.signing import signing_keys
 from bridge_local.receiver import Reply, WebhookReceiver
@@ -59,9 +59,15 @@ def use_client(monkeypatch: pytest.MonkeyPatch, client: httpx.Client) -> None:
     monkeypatch.setattr(sender, "webhook_http_client", lambda: client)
 
 
-def settings() -> Settings:
-    return Settings(
-        router_one_api_key_secret="s", jobs_table_name="t", webhook_allow_loopback=True, webhook_timeout_seconds=5
+def settings() -> DeliverySettings:
+    return DeliverySettings(
+        jobs_table_name="t",
+        webhook_signing_secret="sig",
+        webhook_dead_letter_queue_url="dlq",
+        webhook_deliveries_table_name="d",
+        webhook_queue_url="q",
+        webhook_allow_loopback=True,
+        webhook_timeout_seconds=5,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bridge.outbound.deadlines import DeadlineTransport
-from bridge.settings import SettingsError, get_settings
+from bridge.settings import JobTableSettings, UpstreamSettings, WebhookLogSettings, WebhookSendingSettings, get_settings
 
 if TYPE_CHECKING:
     from boto3.session import Session
@@ -51,14 +51,12 @@ def secret_text(name: str, *, max_age_s: int) -> str:
 
 @lru_cache(maxsize=1)
 def jobs_table() -> Table:
-    return aws().resource("dynamodb", config=aws_config()).Table(get_settings().jobs_table_name)
+    return aws().resource("dynamodb", config=aws_config()).Table(get_settings(JobTableSettings).jobs_table_name)
 
 
 @lru_cache(maxsize=1)
 def deliveries_table() -> Table:
-    name = get_settings().webhook_deliveries_table_name
-    if not name:
-        raise SettingsError("WEBHOOK_DELIVERIES_TABLE_NAME is not set")
+    name = get_settings(WebhookLogSettings).webhook_deliveries_table_name
     return aws().resource("dynamodb", config=aws_config()).Table(name)
 
 
@@ -106,7 +104,7 @@ def deadline_client(
 @lru_cache(maxsize=1)
 def http_client() -> httpx.Client:
     # Router One; bridge.upstream.router_one sets each request's total deadline.
-    return deadline_client(timeout=get_settings().upstream_timeout_seconds, follow_redirects=False)
+    return deadline_client(timeout=get_settings(UpstreamSettings).upstream_timeout_seconds, follow_redirects=False)
 
 
 def webhook_client(timeout_s: float, verify: ssl.SSLContext | bool = True) -> httpx.Client:
@@ -127,7 +125,7 @@ def webhook_client(timeout_s: float, verify: ssl.SSLContext | bool = True) -> ht
 
 @lru_cache(maxsize=1)
 def webhook_http_client() -> httpx.Client:
-    return webhook_client(get_settings().webhook_timeout_seconds)
+    return webhook_client(get_settings(WebhookSendingSettings).webhook_timeout_seconds)
 
 
 @lru_cache(maxsize=1)

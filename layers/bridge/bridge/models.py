@@ -1,4 +1,4 @@
-"""Shapes the bridge speaks: the submit request, job states, the poll loop's state."""
+"""Shapes the bridge speaks: the submit request, job statuses, Router One's answers."""
 
 from __future__ import annotations
 
@@ -332,39 +332,3 @@ class UpstreamStatus(BaseModel):
     progress: float | None = None
     url: str | None = None
     error: Any = None
-
-
-class LoopState(BaseModel):
-    """What the state machine carries between waits: the poll function's input and output."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    task_id: str
-    model: str
-    submitted_at: str
-    deadline_at: int
-    next_wait_s: int
-    generation: int = 0
-    polls_in_execution: int = 0
-    execution_id: str | None = None
-    # What the poll policy remembers between polls (bridge.tracking.eta_policy.PollMemory as JSON).
-    poll_memory: dict[str, Any] = Field(default_factory=dict)
-
-
-class LoopStep(LoopState):
-    """The poll function's answer: the next state plus what the state machine does with it."""
-
-    action: Literal["wait", "continue", "publish", "finish"]
-    status: str
-    next_execution_name: str | None = None
-    event: dict[str, Any] | None = None
-    detail_type: str | None = None
-    # A webhook delivery for the state machine to queue (its SQS message body).
-    webhook: dict[str, Any] | None = None
-    # Copy the finished video to the stack's bucket before publishing.
-    keep_video: bool = False
-
-    def state_output(self) -> dict[str, Any]:
-        """What the state machine gets: unset fields left out, but `webhook` and `event` always present
-        (its Choices test them for null, which needs the paths to exist)."""
-        return self.model_dump(exclude_none=True) | {"webhook": self.webhook, "event": self.event}

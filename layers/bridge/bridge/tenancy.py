@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
-from bridge.settings import SettingsError, get_settings
+from bridge.settings import OperatorSettings, TenancySettings, get_settings
 
 # The attribute on job and delivery rows, the authorizer's context key and the event field.
 OWNER_FIELD = "owner_id"
@@ -38,9 +38,7 @@ def owner_id_for(api_key: str, secret: bytes) -> str:
 def owner_secret() -> bytes:
     from bridge.clients import secret_text  # deferred: the authorizer needs no HTTP client
 
-    name = get_settings().owner_id_secret
-    if not name:
-        raise SettingsError("OWNER_ID_SECRET is not set")
+    name = get_settings(TenancySettings).owner_id_secret
     return secret_text(name, max_age_s=_SECRET_MAX_AGE_S).encode()
 
 
@@ -80,4 +78,4 @@ def caller_of(request_context: dict[str, Any] | None) -> Caller:
             type="authentication_error",
             code="invalid_api_key",
         )
-    return Caller(owner_id=owner_id, operator=owner_id in get_settings().operator_owner_ids)
+    return Caller(owner_id=owner_id, operator=owner_id in get_settings(OperatorSettings).operator_owner_ids)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,11 +37,14 @@ from bridge.errors import BridgeError
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
 from bridge.outcomes.events import detail_type
-from bridge.settings import get_settings
+from bridge.settings import OutcomeCheckSettings, TrackingSettings, get_settings
 from bridge.store import jobs
 from bridge.timeutil import utcnow
 from bridge.tracking.loop import execution_arn, execution_name
 from bridge.webhooks import dispatch
+
+if TYPE_CHECKING:
+    from bridge.store.job_record import JobRecord
 
 # The reconcile queue carries deferred submits too; a check is a body with this one key.
 CHECK_KEY = "outcome_check"
@@ -68,10 +71,7 @@ class OutcomeCheck(BaseModel):
 
 def queue_check(task_id: str, *, attempt: int = 1) -> None:
     """Ask the reconciler to make sure the task's outcome gets published (call before recording it)."""
-    settings = get_settings()
-    if not settings.reconcile_queue_url:
-        logger.warning("no reconcile queue configured: this outcome is not checked", extra={"task_id": task_id})
-        return
+    settings = get_settings(OutcomeCheckSettings)
     body = {CHECK_KEY: OutcomeCheck(task_id=task_id, attempt=attempt).model_dump()}
     sqs().send_message(
         QueueUrl=settings.reconcile_queue_url,
@@ -90,11 +90,11 @@ def check_of(body: Any) -> OutcomeCheck | None:
     return OutcomeCheck.model_validate(body[CHECK_KEY])
 
 
-def publish_input(job: dict[str, Any], event: dict[str, Any], now: datetime) -> dict[str, Any]:
+def publish_input(job: JobRecord, event: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The input of an execution that only publishes `event` (the state machine's `publish` action)."""
     return {
         "action": "publish",
-        "task_id": job["task_id"],
+        "task_id": job.task_id,
         "event": event,
         "detail_type": detail_type(JobStatus(event["data"]["status"])),
         "webhook": dispatch.prepare_delivery(job, event, now, requeue_existing=True),
@@ -110,13 +110,11 @@ def check_outcome(check: OutcomeCheck, now: datetime | None = None) -> str:
 
     Returns what it found: "published", "publishing" (checked again later) or "republished".
     """
-    machine = get_settings().state_machine_arn
-    if not machine:
-        raise BridgeError("the reconciler has no state machine configured")
+    machine = get_settings(TrackingSettings).state_machine_arn
     job = jobs.find_row(check.task_id)
-    if job is None or not job.get(jobs.UNPUBLISHED_FIELD) or not job.get("event"):
+    event = job.outcome_event() if job is not None and job.unpublished_since else None
+    if job is None or event is None:
         return "published"  # or never recorded: a crash before the write
-    event = jobs.stored_event(job)
     recorder = _recorder_arn(job, machine)
     status = _status(recorder) if recorder else None
     if status in STILL_RUNNING:
@@ -161,11 +159,11 @@ def check_outcome(check: OutcomeCheck, now: datetime | None = None) -> str:
     return "republished"
 
 
-def _recorder_arn(job: dict[str, Any], machine: str) -> str | None:
+def _recorder_arn(job: JobRecord, machine: str) -> str | None:
     """The execution that must publish the recorded outcome (None: none that can be asked)."""
-    finalizer = job.get("finalized_by")
+    finalizer = job.finalized_by
     if finalizer == CANCEL_FINALIZER:
-        return execution_arn(machine, execution_name(job["task_id"]) + CANCEL_PUBLISH_SUFFIX)
+        return execution_arn(machine, execution_name(job.task_id) + CANCEL_PUBLISH_SUFFIX)
     return finalizer if isinstance(finalizer, str) and finalizer.startswith("arn:") else None
 
 

@@ -1,4 +1,4 @@
-"""A job's life after submit, as the API offers it: cancel it, list jobs.
+"""What the API offers on jobs after submit: cancel one, list them.
 
 Router One has no cancel: cancelling stops the bridge's tracking (and its events) only; the
 generation itself runs on upstream and is billed there.
@@ -17,11 +17,12 @@ from bridge.errors import Conflict, InvalidRequest
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
 from bridge.outcomes import checks
-from bridge.outcomes.events import build_outcome_event
-from bridge.settings import get_settings
-from bridge.store import jobs
-from bridge.tenancy import OWNER_FIELD, Caller
-from bridge.timeutil import iso, utcnow
+from bridge.outcomes.ending import end_job
+from bridge.settings import TrackingSettings, get_settings
+from bridge.store import job_lists, jobs
+from bridge.store.job_record import JobRecord
+from bridge.tenancy import Caller
+from bridge.timeutil import utcnow
 from bridge.tracking.loop import execution_arn, execution_name
 
 CANCEL_OWNER = checks.CANCEL_FINALIZER
@@ -34,50 +35,27 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
 
     Only the job's owner may cancel it; to anyone else it does not exist.
     """
-    settings = get_settings()
+    machine = get_settings(TrackingSettings).state_machine_arn
     job = jobs.find_job(task_id, owner_id=caller.owner_id)
-    now = utcnow()
-    if job["status"] != JobStatus.CANCELED and JobStatus(job["status"]).is_terminal:
-        raise Conflict(
-            f"job '{task_id}' already ended as {job['status']} and cannot be canceled", code="job_already_finished"
-        )
-    event = build_outcome_event(
-        task_id=task_id,
-        status=JobStatus.CANCELED,
-        model=job["model"],
-        submitted_at=job["created_at"],
-        finished_at=now,
-        poll_count=int(job.get("poll_count") or 0),
-        error={"message": "canceled on request", "type": "bridge_error", "code": "canceled"},
-        metadata=job.get("metadata"),
-        owner_id=job.get(OWNER_FIELD),
-        progress=job.get("progress"),
-    )
-    fields = {
-        **jobs.status_fields(JobStatus.CANCELED, job.get(OWNER_FIELD)),
-        "finished_at": iso(now),
-        "updated_at": iso(now),
-        "error": event["data"]["error"],
-    }
-    # Before the write: should this function die before its publish, the check publishes instead.
-    checks.queue_check(task_id)
+    if job.status != JobStatus.CANCELED and job.status.is_terminal:
+        raise _already_ended(task_id, job.status)
+    error = {"message": "canceled on request", "type": "bridge_error", "code": "canceled"}
     # Same conditional write as a poll's outcome: whichever comes first wins, the other publishes nothing.
-    to_publish = jobs.record_outcome(task_id, fields=fields, event=event, execution_id=CANCEL_OWNER)
+    to_publish = end_job(job, JobStatus.CANCELED, now=utcnow(), finalizer=CANCEL_OWNER, polled=False, error=error)
     if to_publish is None:
-        ended = jobs.get_job(task_id)
-        raise Conflict(
-            f"job '{task_id}' already ended as {ended['status']} and cannot be canceled", code="job_already_finished"
-        )
-    _stop_tracking(job, settings.state_machine_arn)
-    _publish(job, to_publish, settings.state_machine_arn)
+        raise _already_ended(task_id, jobs.get_job(task_id).status)
+    _stop_tracking(job, machine)
+    _publish(job, to_publish, machine)
     metrics.add_metric(name="JobsCanceled", unit="Count", value=1)
-    return jobs.public_view(jobs.get_job(task_id))
+    return jobs.get_job(task_id).public_view()
 
 
-def _stop_tracking(job: dict[str, Any], state_machine_arn: str | None) -> None:
-    if not state_machine_arn:
-        return
-    tracking = job.get("execution_id") or execution_arn(state_machine_arn, execution_name(job["task_id"]))
+def _already_ended(task_id: str, status: JobStatus) -> Conflict:
+    return Conflict(f"job '{task_id}' already ended as {status} and cannot be canceled", code="job_already_finished")
+
+
+def _stop_tracking(job: JobRecord, state_machine_arn: str) -> None:
+    tracking = job.execution_id or execution_arn(state_machine_arn, execution_name(job.task_id))
     try:
         stepfunctions().stop_execution(executionArn=tracking, cause="canceled on request")
     except aws_errors.ClientError as exc:
@@ -86,12 +64,10 @@ def _stop_tracking(job: dict[str, Any], state_machine_arn: str | None) -> None:
         logger.info("no running execution to stop", extra={"code": exc.response.get("Error", {}).get("Code")})
 
 
-def _publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str | None) -> None:
+def _publish(job: JobRecord, event: dict[str, Any], state_machine_arn: str) -> None:
     """Publish through the state machine's own fan-out (retried, durable), in an execution of its own."""
-    if not state_machine_arn:
-        return
     publish_input = checks.publish_input(job, event, utcnow())
-    name = execution_name(job["task_id"]) + checks.CANCEL_PUBLISH_SUFFIX
+    name = execution_name(job.task_id) + checks.CANCEL_PUBLISH_SUFFIX
     try:
         stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))
     except aws_errors.ClientError as exc:
@@ -107,11 +83,11 @@ def list_jobs(caller: Caller, *, status: str | None, limit: int | None, cursor: 
     size = DEFAULT_PAGE_SIZE if limit is None else limit
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
-    listing = jobs.JobList.of(owner_id=caller.read_scope(), status=status)
-    items, last_key = jobs.list_jobs(listing, limit=size, start_key=_decode_cursor(cursor, listing))
+    listing = job_lists.JobList.of(owner_id=caller.read_scope(), status=status)
+    items, last_key = job_lists.list_jobs(listing, limit=size, start_key=_decode_cursor(cursor, listing))
     return {
         "object": "list",
-        "data": [jobs.public_view(item) for item in items],
+        "data": [item.public_view() for item in items],
         "has_more": last_key is not None,
         "next_cursor": _encode_cursor(last_key) if last_key else None,
     }
@@ -121,7 +97,7 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None, listing: jobs.JobList) -> dict[str, Any] | None:
+def _decode_cursor(cursor: str | None, listing: job_lists.JobList) -> dict[str, Any] | None:
     """The start key inside `cursor`, which must be a position in this very list.
 
     A cursor of another list (another owner's, another status, an operator's) is a 400: it would

@@ -32,8 +32,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from bridge.models import JobStatus
 from bridge.observability import logger, metrics
 from bridge.outcomes import checks
-from bridge.settings import get_settings
-from bridge.store import jobs
+from bridge.settings import SweepSettings, get_settings
+from bridge.store import job_lists
+from bridge.store.job_record import JobRecord
 from bridge.submit.submission import record_and_track, start_tracking
 from bridge.timeutil import iso, utcnow
 
@@ -51,10 +52,12 @@ def reconcile_record(record: SQSRecord) -> str:
     if check is not None:
         found = checks.check_outcome(check)
         return f"{check.task_id}: {found}"
-    record_and_track(body)
+    # A deferred submit: the job record as submit made it (older messages name two fields differently).
+    job = JobRecord.model_validate(body)
+    record_and_track(job)
     metrics.add_metric(name="JobsReconciled", unit="Count", value=1)
-    logger.info("deferred job recorded and tracked", extra={"task_id": body.get("task_id")})
-    return str(body.get("task_id"))
+    logger.info("deferred job recorded and tracked", extra={"task_id": job.task_id})
+    return job.task_id
 
 
 def sweep(
@@ -68,31 +71,31 @@ def sweep(
     With `remaining_ms` (the Lambda context's clock) the sweep stops in time and resumes next run.
     """
     now = now or utcnow()
-    cutoff = iso(now - timedelta(seconds=get_settings().reconcile_grace_seconds))
+    cutoff = iso(now - timedelta(seconds=get_settings(SweepSettings).reconcile_grace_seconds))
     started: list[str] = []
     # Every owner's pending jobs, and those from before owners existed.
-    pending = jobs.JobList.of(owner_id=None, status=JobStatus.PENDING.value)
-    cursor = jobs.sweep_cursor(SWEEP_CURSOR)
+    pending = job_lists.JobList.of(owner_id=None, status=JobStatus.PENDING.value)
+    cursor = job_lists.sweep_cursor(SWEEP_CURSOR)
     finished = False
     try:
         while True:
-            page, next_cursor = jobs.list_jobs(pending, limit=page_size, start_key=cursor)
+            page, next_cursor = job_lists.list_jobs(pending, limit=page_size, start_key=cursor)
             for job in page:
                 if remaining_ms is not None and remaining_ms() < SWEEP_RESERVE_MS:
                     return started
                 # A row some poll has written has (or had) its loop: starting it again is a no-op.
-                if job["created_at"] <= cutoff and not job.get("execution_id"):
+                if job.created_at <= cutoff and not job.execution_id:
                     start_tracking(job)
-                    started.append(job["task_id"])
+                    started.append(job.task_id)
                 # Resume after this job: its key in the index (the status is the partition).
-                cursor = {"task_id": job["task_id"], "status": JobStatus.PENDING.value, "created_at": job["created_at"]}
+                cursor = {"task_id": job.task_id, "status": JobStatus.PENDING.value, "created_at": job.created_at}
             cursor = next_cursor
             if cursor is None:
                 finished = True
                 return started
     finally:
         # Saved even when a call fails: the next run resumes after the jobs handled so far.
-        jobs.save_sweep_cursor(SWEEP_CURSOR, None if finished else cursor, now=now)
+        job_lists.save_sweep_cursor(SWEEP_CURSOR, None if finished else cursor, now=now)
         if started:
             metrics.add_metric(name="PendingJobsSwept", unit="Count", value=len(started))
         logger.info("pending jobs swept", extra={"started": len(started), "complete": finished})

@@ -18,7 +18,7 @@ from bridge import aws_errors
 from bridge.clients import s3, video_http_client
 from bridge.observability import logger, metrics
 from bridge.outbound import deadlines
-from bridge.settings import get_settings
+from bridge.settings import VideoSettings, get_settings
 from bridge.store import deliveries, jobs
 from bridge.timeutil import iso, utcnow
 
@@ -92,7 +92,7 @@ def keep_video(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _copy(task_id: str, url: str | None) -> dict[str, Any]:
-    settings = get_settings()
+    settings = get_settings(VideoSettings)
     bucket = settings.video_bucket_name
     if not bucket or not url:
         raise VideoCopyError("no bucket configured" if not bucket else "the completion has no url")

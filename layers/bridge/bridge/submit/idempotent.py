@@ -15,9 +15,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import BridgeError, Conflict, InvalidRequest, ServiceUnavailable
+from bridge.errors import BridgeError, Conflict, InvalidRequest
 from bridge.models import GenerationRequest
-from bridge.settings import get_settings
+from bridge.settings import IdempotencySettings, get_settings
 from bridge.submit.submission import submit
 from bridge.tenancy import Caller, router_one_account
 from bridge.upstream.caller_keys import CallerKey
@@ -87,9 +87,7 @@ def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConf
         idempotent_function,
     )
 
-    settings = get_settings()
-    if not settings.idempotency_table_name:
-        raise ServiceUnavailable("idempotent submits are not configured on this bridge", code="idempotency_unavailable")
+    settings = get_settings(IdempotencySettings)
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name)
     config = IdempotencyConfig(
         event_key_jmespath="scope",

@@ -11,37 +11,36 @@ from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamRejected, 
 from bridge.models import GenerationRequest, SubmitAccepted
 from bridge.observability import logger, metrics
 from bridge.outbound.ssrf_guard import check_callback_url
-from bridge.settings import Settings, get_settings
+from bridge.settings import OutcomeCheckSettings, SubmitSettings, TrackingSettings, WebhookLogSettings, get_settings
 from bridge.store import jobs
-from bridge.tenancy import OWNER_FIELD
-from bridge.timeutil import iso, parse_iso, utcnow
+from bridge.store.job_record import JobRecord
+from bridge.timeutil import parse_iso, utcnow
 from bridge.tracking.loop import execution_arn, execution_name, next_wait_seconds
-from bridge.upstream import router_one
-from bridge.upstream.caller_keys import CALLER_KEY_FLAG, CALLER_KEY_HEADER, CallerKey
-from bridge.upstream.configured import router_one_as
+from bridge.tracking.state import LoopState
+from bridge.upstream.caller_keys import CALLER_KEY_HEADER, CallerKey
+from bridge.upstream.configured import router_one, router_one_as
 
 
 def submit(request: GenerationRequest, owner_id: str, caller_key: CallerKey | None = None) -> SubmitAccepted:
     """Forward the job to Router One, then record it as `owner_id`'s and start tracking it."""
-    settings = get_settings()
-    check_webhook_fields(request, settings)
+    settings = get_settings(SubmitSettings)
+    check_webhook_fields(request)
     accepted = submit_upstream(request.upstream_body(), caller_key)
-    now = utcnow()
     logger.append_keys(task_id=accepted.task_id)
-    record = {
-        "task_id": accepted.task_id,
-        OWNER_FIELD: owner_id,
-        "model": request.model,
-        "request": request.upstream_body(),
-        "created_at": iso(now),
-        "deadline_at": int(now.timestamp()) + settings.job_deadline_seconds,
-        "retention_days": settings.job_retention_days,
-        "callback_url": request.callback_url,
-        "webhook_events": request.webhook_events() if request.callback_url else None,
-        "metadata": request.metadata,
+    record = JobRecord.accepted(
+        task_id=accepted.task_id,
+        owner_id=owner_id,
+        model=request.model,
+        request=request.upstream_body(),
+        now=utcnow(),
+        deadline_s=settings.job_deadline_seconds,
+        retention_days=settings.job_retention_days,
+        callback_url=request.callback_url,
+        webhook_events=request.webhook_events() if request.callback_url else None,
+        metadata=request.metadata,
         # Only ever the KMS ciphertext: this record may wait in the reconcile queue.
-        jobs.CALLER_KEY_FIELD: caller_key.ciphertext if caller_key else None,
-    }
+        caller_key_ciphertext=caller_key.ciphertext if caller_key else None,
+    )
     try:
         record_and_track(record)
     except (aws_errors.ClientError, aws_errors.BotoCoreError):
@@ -87,30 +86,14 @@ def submit_upstream(body: dict[str, Any], caller_key: CallerKey | None = None) -
         raise
 
 
-def record_and_track(record: dict[str, Any]) -> None:
+def record_and_track(record: JobRecord) -> None:
     """Record the accepted job (once) and start its loop (once): safe to repeat, as the reconciler does."""
-    job = jobs.create_job(
-        task_id=record["task_id"],
-        model=record["model"],
-        request=record["request"],
-        now=parse_iso(record["created_at"]),
-        deadline_at=int(record["deadline_at"]),
-        retention_days=int(record["retention_days"]),
-        callback_url=record.get("callback_url"),
-        webhook_events=record.get("webhook_events"),
-        metadata=record.get("metadata"),
-        caller_key_ciphertext=record.get(jobs.CALLER_KEY_FIELD),
-        # A message queued before owners existed has none: its job is visible to operators only.
-        owner_id=record.get(OWNER_FIELD),
-    )
-    start_tracking(job)
+    start_tracking(jobs.create_job(record))
 
 
-def defer_to_reconciler(record: dict[str, Any]) -> bool:
+def defer_to_reconciler(record: JobRecord) -> bool:
     """Queue an accepted job whose recording failed; False if even that is impossible."""
-    queue_url = get_settings().reconcile_queue_url
-    if not queue_url:
-        return False
+    queue_url = get_settings(OutcomeCheckSettings).reconcile_queue_url
     try:
         sqs().send_message(QueueUrl=queue_url, MessageBody=reconcile_message(record))
     except (aws_errors.ClientError, aws_errors.BotoCoreError):
@@ -119,7 +102,7 @@ def defer_to_reconciler(record: dict[str, Any]) -> bool:
     return True
 
 
-def reconcile_message(record: dict[str, Any]) -> str:
+def reconcile_message(record: JobRecord) -> str:
     """The record as a queue message, in UTF-8 rather than \\u escapes.
 
     Escaped, the largest request the API accepts made a 272 KB message (an emoji is 4 bytes, its
@@ -127,11 +110,11 @@ def reconcile_message(record: dict[str, Any]) -> str:
     is about 100 KB. SQS refuses U+FFFE and U+FFFF (surrogates too, which the request model refuses
     already; JSON escapes control characters itself), so those two stay escaped.
     """
-    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(record.item(), separators=(",", ":"), ensure_ascii=False)
     return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
-def check_webhook_fields(request: GenerationRequest, settings: Settings) -> None:
+def check_webhook_fields(request: GenerationRequest) -> None:
     """Refuse a bad callback before Router One is asked (and bills) anything."""
     if request.webhook_events_filter is not None and request.callback_url is None:
         raise InvalidRequest(
@@ -139,47 +122,23 @@ def check_webhook_fields(request: GenerationRequest, settings: Settings) -> None
         )
     if request.callback_url is not None:
         # The SSRF guard; every delivery attempt checks again, since DNS answers can change.
-        check_callback_url(
-            request.callback_url,
-            allow_http=settings.webhook_allow_loopback,
-            allow_loopback=settings.webhook_allow_loopback,
-        )
+        loopback = get_settings(WebhookLogSettings).webhook_allow_loopback
+        check_callback_url(request.callback_url, allow_http=loopback, allow_loopback=loopback)
 
 
-def _carried(job: dict[str, Any]) -> dict[str, Any]:
-    """What the loop keeps for the job's life (see `tracking.CARRIED_KEYS`): its owner and, for a
-    pass-through job, a flag only; each poll reads the sealed key from the row, never from here."""
-    memory: dict[str, Any] = {}
-    if job.get(jobs.CALLER_KEY_FIELD):
-        memory[CALLER_KEY_FLAG] = True
-    if job.get(OWNER_FIELD):
-        memory[OWNER_FIELD] = job[OWNER_FIELD]
-    return memory
-
-
-def start_tracking(job: dict[str, Any]) -> str:
+def start_tracking(job: JobRecord) -> str:
     """Start the job's loop under a name derived from its task id; a second start is a no-op.
 
     The input comes from the stored row, so a repeated start carries the very same input and
     Step Functions answers with the first execution instead of starting another.
     """
-    settings = get_settings()
-    if not settings.state_machine_arn:
-        raise ServiceUnavailable("the bridge has no state machine configured", code="tracking_unavailable")
-    loop_input = {
-        "task_id": job["task_id"],
-        "model": job["model"],
-        "submitted_at": job["created_at"],
-        "deadline_at": int(job["deadline_at"]),
-        "next_wait_s": next_wait_seconds(
-            settings.poll_interval_seconds, seconds_to_deadline=settings.job_deadline_seconds
-        ),
-        "generation": 0,
-        "polls_in_execution": 0,
-        "poll_memory": _carried(job),
-        "action": "track",
-    }
-    name = execution_name(job["task_id"])
+    settings = get_settings(TrackingSettings)
+    # From the row's deadline, not the clock: a restart by the reconciler must send the same input.
+    first_wait = next_wait_seconds(
+        settings.poll_interval_seconds, seconds_to_deadline=job.deadline_at - parse_iso(job.created_at).timestamp()
+    )
+    loop_input = LoopState.first(job, first_wait_s=first_wait).loop_input()
+    name = execution_name(job.task_id)
     try:
         return stepfunctions().start_execution(
             stateMachineArn=settings.state_machine_arn, name=name, input=json.dumps(loop_input)

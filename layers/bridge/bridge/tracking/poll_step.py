@@ -5,52 +5,35 @@ How each upstream fault is handled is written up in docs/upstream-faults.md.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Any
 
 from bridge import aws_errors
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
-from bridge.models import JobStatus, LoopState, LoopStep, UpstreamStatus
+from bridge.models import JobStatus, UpstreamStatus
 from bridge.observability import logger, metrics
-from bridge.outcomes import checks
-from bridge.outcomes.events import build_outcome_event, detail_type
-from bridge.settings import MIN_POLL_INTERVAL_S, get_settings
+from bridge.outcomes.ending import end_job
+from bridge.outcomes.events import detail_type
+from bridge.settings import MIN_POLL_INTERVAL_S, PollingSettings, get_settings
 from bridge.store import jobs
-from bridge.tenancy import OWNER_FIELD
-from bridge.timeutil import iso, parse_iso, utcnow
+from bridge.store.job_record import JobRecord
+from bridge.timeutil import parse_iso, utcnow
 from bridge.tracking import model_stats
 from bridge.tracking.eta_policy import ModelDurations, PollMemory, next_wait, remember
 from bridge.tracking.loop import execution_name, next_wait_seconds, should_continue_in_new_execution
 from bridge.tracking.running_events import RunningNotice, running_notice, started_claim
-from bridge.upstream import router_one
-from bridge.upstream.caller_keys import CALLER_KEY_FLAG, unseal
-from bridge.upstream.configured import router_one_as
+from bridge.tracking.state import LoopMemory, LoopState, LoopStep
+from bridge.upstream.caller_keys import unseal
+from bridge.upstream.configured import router_one, router_one_as
 from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
 from bridge.webhooks import dispatch
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
 
-# Facts the loop carries between polls next to the poll policy's own memory, in the same
-# `poll_memory` object (PollMemory.from_dict reads only its own keys, so these pass through it):
-# the highest progress recorded so far, and how many polls in a row said "completed" without a url.
-PROGRESS_HIGH = "progress_high"
-URL_MISSING_POLLS = "url_missing_polls"
-# Set at the start and kept for the job's life: whether it runs on the caller's own Router One key,
-# and its owner (each poll files the job under its owner's status). They ride in `poll_memory`
-# because the state machine already passes that object through whole: a new top-level field would
-# fail, on a missing path, every execution started before the upgrade that added it.
-CARRIED_KEYS = (CALLER_KEY_FLAG, OWNER_FIELD)
 # A "completed" answer without a url is asked again this many times, at Router One's 3 s floor,
 # before the job ends as failed (missing_video_url): a link that lags its status gets ~6 s to appear.
 MISSING_URL_RETRIES = 2
-# An outcome's error is Router One's own, copied into the job's row (twice: its field and the
-# event's) and into the event every channel carries. Unbounded, a long one went over DynamoDB's
-# 400 KB item or SNS's and Step Functions' 256 KiB, and the outcome could be neither recorded nor
-# published. Real errors are a few hundred bytes; a longer one keeps its type, code and message head.
-MAX_ERROR_BYTES = 8192
-MAX_ERROR_MESSAGE_BYTES = 4096
 
 
 def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopStep:
@@ -90,7 +73,7 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
 
 def _upstream_for(state: LoopState) -> RouterOneClient:
     """The stack's client, or for a pass-through job one on the caller's key, unsealed for this poll."""
-    if not state.poll_memory.get(CALLER_KEY_FLAG):
+    if not state.poll_memory.caller_key:
         return router_one()
     sealed = jobs.sealed_caller_key(state.task_id)
     if sealed is None:
@@ -118,7 +101,7 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
     reported = None if seen.progress is None else max(0, min(100, int(seen.progress)))
     # The job record never shows progress going down: an upstream restart (60 -> 20) keeps 60
     # until Router One passes it again. The poll policy still gets the value reported.
-    progress = _highest(reported, _progress_high(state))
+    progress = _highest(reported, state.poll_memory.progress_high)
     if reported is not None and progress != reported:
         logger.info(
             "upstream progress went backwards; keeping the highest",
@@ -131,7 +114,7 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
         upstream_status=seen.status,
         now=now,
         execution_id=state.execution_id,
-        owner_id=_owner_of(state),
+        owner_id=state.poll_memory.owner_id,
         started_by=started_claim(state) if status == JobStatus.PROCESSING else None,
     )
     if previous is None:
@@ -140,14 +123,14 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
 
     memory, wait = _next_wait(state, status, reported, now)
     # Should the carried high have been lost, the row's value restores it from the next poll on.
-    high = _highest(progress, _as_progress(previous.get("progress")))
-    carried = memory.to_dict() | ({PROGRESS_HIGH: high} if high is not None else {})
+    high = _highest(progress, previous.progress)
+    carried = state.poll_memory.with_policy(memory).model_copy(update={"progress_high": high, "url_missing_polls": 0})
     return _loop_step(state, memory=carried, wait=wait, status=status, notice=notice)
 
 
 def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime, *, past_deadline: bool) -> LoopStep:
     """Router One says completed but gives no url: ask again a couple of times, then fail clearly."""
-    missing = int(state.poll_memory.get(URL_MISSING_POLLS) or 0) + 1
+    missing = state.poll_memory.url_missing_polls + 1
     if missing > MISSING_URL_RETRIES or past_deadline:
         metrics.add_metric(name="UpstreamMissingUrl", unit="Count", value=1)
         logger.error("upstream completed without a video url; job fails", extra={"task_id": state.task_id})
@@ -158,28 +141,27 @@ def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime
     previous = jobs.record_progress(
         state.task_id,
         status=JobStatus.PROCESSING.value,
-        progress=_progress_high(state),
+        progress=state.poll_memory.progress_high,
         upstream_status=seen.status,
         now=now,
         execution_id=state.execution_id,
-        owner_id=_owner_of(state),
+        owner_id=state.poll_memory.owner_id,
     )
     if previous is None:
         return _already_ended(state, JobStatus.PROCESSING, now)
     wait = next_wait_seconds(MIN_POLL_INTERVAL_S, seconds_to_deadline=state.deadline_at - now.timestamp())
-    return _loop_step(
-        state, memory=state.poll_memory | {URL_MISSING_POLLS: missing}, wait=wait, status=JobStatus.PROCESSING
-    )
+    memory = state.poll_memory.model_copy(update={"url_missing_polls": missing})
+    return _loop_step(state, memory=memory, wait=wait, status=JobStatus.PROCESSING)
 
 
 def _wait_as_asked(state: LoopState, retry_after_s: float, now: datetime) -> LoopStep:
     """Poll again after Retry-After: never under the 3 s floor, at most the longest wait the loop
     uses anyway (PollMaxWaitSeconds, or the fixed interval if longer), never past the deadline."""
-    settings = get_settings()
+    settings = get_settings(PollingSettings)
     longest = max(settings.poll_max_wait_seconds, settings.poll_interval_seconds)
     asked = min(math.ceil(retry_after_s), longest)
     wait = next_wait_seconds(asked, seconds_to_deadline=state.deadline_at - now.timestamp())
-    started = PollMemory.from_dict(state.poll_memory).processing_since_s is not None
+    started = state.poll_memory.processing_since_s is not None
     status = JobStatus.PROCESSING if started else JobStatus.PENDING
     return _loop_step(state, memory=state.poll_memory, wait=wait, status=status)
 
@@ -187,16 +169,15 @@ def _wait_as_asked(state: LoopState, retry_after_s: float, now: datetime) -> Loo
 def _loop_step(
     state: LoopState,
     *,
-    memory: dict[str, Any],
+    memory: LoopMemory,
     wait: int,
     status: JobStatus,
     notice: RunningNotice | None = None,
 ) -> LoopStep:
     """Poll again after `wait` seconds, in this execution or, past its poll budget, a fresh one."""
-    settings = get_settings()
+    settings = get_settings(PollingSettings)
     notice = notice or RunningNotice()
     polls = state.polls_in_execution + 1
-    memory = memory | {key: state.poll_memory[key] for key in CARRIED_KEYS if state.poll_memory.get(key)}
     step = state.model_dump() | {
         "poll_memory": memory,
         "next_wait_s": wait,
@@ -234,21 +215,6 @@ def _already_ended(state: LoopState, status: JobStatus, now: datetime) -> LoopSt
     return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
 
 
-def _owner_of(state: LoopState) -> str | None:
-    owner = state.poll_memory.get(OWNER_FIELD)
-    return owner if isinstance(owner, str) and owner else None
-
-
-def _progress_high(state: LoopState) -> int | None:
-    return _as_progress(state.poll_memory.get(PROGRESS_HIGH))
-
-
-def _as_progress(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return max(0, min(100, int(value)))
-
-
 def _highest(*values: int | None) -> int | None:
     known = [value for value in values if value is not None]
     return max(known) if known else None
@@ -256,11 +222,11 @@ def _highest(*values: int | None) -> int | None:
 
 def _next_wait(state: LoopState, status: JobStatus, progress: int | None, now: datetime) -> tuple[PollMemory, int]:
     """The poll policy's choice: from this job's progress rate, else its model's past run times."""
-    settings = get_settings()
+    settings = get_settings(PollingSettings)
     to_deadline = state.deadline_at - now.timestamp()
     elapsed = (now - parse_iso(state.submitted_at)).total_seconds()
     seen: Any = "processing" if status == JobStatus.PROCESSING else "pending"
-    memory = remember(PollMemory.from_dict(state.poll_memory), elapsed_s=elapsed, status=seen, progress=progress)
+    memory = remember(state.poll_memory.policy(), elapsed_s=elapsed, status=seen, progress=progress)
     if settings.polling_policy == "fixed":
         return memory, next_wait_seconds(settings.poll_interval_seconds, seconds_to_deadline=to_deadline)
     history = ModelDurations.from_durations(model_stats.recent_durations(state.model))
@@ -276,7 +242,7 @@ def _next_wait(state: LoopState, status: JobStatus, progress: int | None, now: d
 
 def _remember_duration(state: LoopState, now: datetime) -> None:
     """Feed the model's history with how long this completed job spent processing."""
-    since = PollMemory.from_dict(state.poll_memory).processing_since_s
+    since = state.poll_memory.processing_since_s
     elapsed = (now - parse_iso(state.submitted_at)).total_seconds()
     try:
         model_stats.record_duration(state.model, elapsed - since if since is not None else elapsed)
@@ -292,44 +258,22 @@ def _finish(
     url: str | None = None,
     error: dict[str, Any] | None = None,
 ) -> LoopStep:
-    settings = get_settings()
-    error = bounded_error(error)
     job = jobs.find_row(state.task_id)
     if job is None:
         # Deleted (or expired) under a running loop: nothing left to record or publish. Raising
         # would only bring the same poll back, since the state machine waits out every crash.
         logger.warning("the job's row is gone; loop stops", extra={"task_id": state.task_id})
         return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
-    poll_count = int(job.get("poll_count") or 0) + 1
-    event = build_outcome_event(
-        task_id=state.task_id,
-        status=status,
-        model=state.model,
-        submitted_at=state.submitted_at,
-        finished_at=now,
-        poll_count=poll_count,
+    to_publish = end_job(
+        job,
+        status,
+        now=now,
+        finalizer=state.execution_id,
+        polled=True,
         url=url,
-        url_ttl_s=settings.video_url_ttl_seconds,
+        url_ttl_s=get_settings(PollingSettings).video_url_ttl_seconds,
         error=error,
-        metadata=job.get("metadata"),
-        owner_id=job.get(OWNER_FIELD),
-        progress=_as_progress(job.get("progress")),
     )
-    fields = {
-        **jobs.status_fields(status, job.get(OWNER_FIELD)),
-        "url": url,
-        "url_expires_at": event["data"]["url_expires_at"],
-        "error": error,
-        "finished_at": iso(now),
-        "updated_at": iso(now),
-        "last_polled_at": iso(now),
-        "poll_count": poll_count,
-    }
-    if status == JobStatus.COMPLETED:
-        fields["progress"] = 100
-    # Sent before the write, so no crash after it can lose the check (see bridge.outcomes.checks).
-    checks.queue_check(state.task_id)
-    to_publish = jobs.record_outcome(state.task_id, fields=fields, event=event, execution_id=state.execution_id)
     step = state.model_dump() | {"status": status.value, "polls_in_execution": state.polls_in_execution + 1}
     if to_publish is None:
         logger.info("outcome already recorded by another execution", extra={"task_id": state.task_id})
@@ -340,7 +284,7 @@ def _finish(
     return _publish_step(step, job, to_publish, now)
 
 
-def _publish_step(step: dict[str, Any], job: dict[str, Any], event: dict[str, Any], now: datetime) -> LoopStep:
+def _publish_step(step: dict[str, Any], job: JobRecord, event: dict[str, Any], now: datetime) -> LoopStep:
     """Hand the recorded outcome to the state machine's fan-out (after the video copy, if kept)."""
     published_status = JobStatus(event["data"]["status"])
     webhook = dispatch.prepare_delivery(job, event, now, requeue_existing=True)
@@ -352,25 +296,12 @@ def _publish_step(step: dict[str, Any], job: dict[str, Any], event: dict[str, An
             "event": event,
             "detail_type": detail_type(published_status),
             "webhook": webhook,
-            "keep_video": get_settings().keep_videos
+            "keep_video": get_settings(PollingSettings).keep_videos
             and published_status == JobStatus.COMPLETED
             and bool(event["data"].get("url"))
             and "video" not in event["data"],
         }
     )
-
-
-def bounded_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The error as it came if it is at most MAX_ERROR_BYTES as JSON; else its type and code and the
-    head of its message, marked `truncated` (see MAX_ERROR_BYTES for why)."""
-    if error is None or len(json.dumps(error, separators=(",", ":"), default=str).encode()) <= MAX_ERROR_BYTES:
-        return error
-
-    def head(value: Any, limit: int) -> str:
-        return str(value).encode()[:limit].decode(errors="ignore")
-
-    short = {name: head(error[name], 256) for name in ("type", "code") if error.get(name) is not None}
-    return short | {"message": head(error.get("message") or "", MAX_ERROR_MESSAGE_BYTES), "truncated": True}
 
 
 def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.models import JobStatus, LoopState
+from bridge.models import JobStatus
 from bridge.outcomes.events import build_running_event
-from bridge.settings import get_settings
+from bridge.settings import PollingSettings, get_settings
 from bridge.store import jobs
-from bridge.tenancy import OWNER_FIELD
+from bridge.store.job_record import JobRecord
+from bridge.tracking.state import LoopState
 from bridge.webhooks import dispatch
 
 RUNNING_DETAIL_TYPES = {"started": "Video Generation Started", "progress": "Video Generation Progress"}
@@ -33,11 +34,11 @@ class RunningNotice:
 
 
 def running_notice(
-    previous: dict[str, Any], *, state: LoopState, status: JobStatus, progress: int | None, now: datetime
+    previous: JobRecord, *, state: LoopState, status: JobStatus, progress: int | None, now: datetime
 ) -> RunningNotice:
-    settings = get_settings()
+    settings = get_settings(PollingSettings)
     on_bus = settings.publish_running_events
-    hooked = previous.get("webhook_events_filter") or [] if previous.get("callback_url") else []
+    hooked = previous.webhook_events_filter or [] if previous.callback_url else []
     kind = None
     if _started_due(previous, state=state, status=status):
         kind = "started" if on_bus or "started" in hooked else None
@@ -45,7 +46,7 @@ def running_notice(
         kind is None
         and (on_bus or "progress" in hooked)
         and progress is not None
-        and progress != previous.get("progress")
+        and progress != previous.progress
         and jobs.claim_progress_notification(
             state.task_id, progress=progress, now=now, min_interval_s=settings.progress_event_interval_seconds
         )
@@ -61,9 +62,9 @@ def running_notice(
         submitted_at=state.submitted_at,
         now=now,
         progress=progress,
-        poll_count=int(previous.get("poll_count") or 0) + 1,
-        metadata=previous.get("metadata"),
-        owner_id=previous.get(OWNER_FIELD),
+        poll_count=previous.poll_count + 1,
+        metadata=previous.metadata,
+        owner_id=previous.owner_id,
     )
     webhook = dispatch.prepare_delivery(previous, event, now, requeue_existing=False)
     if not on_bus:
@@ -76,12 +77,12 @@ def started_claim(state: LoopState) -> str:
     return f"{state.execution_id or 'unknown'}#{state.polls_in_execution}"
 
 
-def _started_due(previous: dict[str, Any], *, state: LoopState, status: JobStatus) -> bool:
+def _started_due(previous: JobRecord, *, state: LoopState, status: JobStatus) -> bool:
     if status != JobStatus.PROCESSING:
         return False
-    claimed = previous.get(jobs.STARTED_BY_FIELD)
+    claimed = previous.started_by
     if claimed is None:
         # This poll's write made the claim, unless the row was already processing before claims
         # existed (a job in flight across the upgrade, whose `started` has gone out).
-        return previous.get("status") != JobStatus.PROCESSING
+        return previous.status != JobStatus.PROCESSING
     return bool(claimed == started_claim(state))

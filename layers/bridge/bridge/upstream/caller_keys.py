@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bridge import aws_errors
 from bridge.clients import kms
 from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamTransientError
-from bridge.settings import get_settings
+from bridge.settings import UpstreamSettings, get_settings
 
 CALLER_KEY_HEADER = "X-Router-One-Key"
 # Set in a pass-through job's `poll_memory` (carried from poll to poll, and into continued executions).
@@ -42,7 +42,7 @@ def seal(header_value: str | None) -> CallerKey | None:
     """Check and encrypt the caller's key; None when they sent none. Raises before anything upstream."""
     if header_value is None:
         return None
-    key_id = get_settings().caller_key_kms_key_id
+    key_id = get_settings(UpstreamSettings).caller_key_kms_key_id
     if not key_id:
         raise InvalidRequest(
             f"this bridge submits with its own Router One key; '{CALLER_KEY_HEADER}' is not accepted",
@@ -70,7 +70,7 @@ def unseal(ciphertext: str) -> str:
     try:
         answer = kms().decrypt(
             CiphertextBlob=base64.b64decode(ciphertext),
-            KeyId=get_settings().caller_key_kms_key_id,
+            KeyId=get_settings(UpstreamSettings).caller_key_kms_key_id,
             EncryptionContext=_CONTEXT,
         )
     except (aws_errors.ClientError, aws_errors.BotoCoreError) as exc:

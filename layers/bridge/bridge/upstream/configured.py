@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from bridge.clients import http_client
-from bridge.settings import get_settings
+from bridge.settings import UpstreamSettings, get_settings
 from bridge.upstream.credentials import router_one_api_key
 from bridge.upstream.router_one import RouterOneClient
 
@@ -22,7 +22,7 @@ def router_one_as(api_key: str) -> RouterOneClient:
 
 
 def _client(api_key: Callable[[], str]) -> RouterOneClient:
-    settings = get_settings()
+    settings = get_settings(UpstreamSettings)
     return RouterOneClient(
         settings.router_one_base_url,
         api_key,

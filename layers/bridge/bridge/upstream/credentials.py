@@ -6,12 +6,12 @@ import json
 
 from bridge.clients import secret_text
 from bridge.errors import ServiceUnavailable
-from bridge.settings import get_settings
+from bridge.settings import UpstreamSettings, get_settings
 
 
 def router_one_api_key() -> str:
     """The key, from a secret holding {"api_key": "sk-..."} or the bare key. Never logged."""
-    settings = get_settings()
+    settings = get_settings(UpstreamSettings)
     key = secret_text(settings.router_one_api_key_secret, max_age_s=settings.secret_max_age_seconds)
     if key.lstrip().startswith("{"):
         try:

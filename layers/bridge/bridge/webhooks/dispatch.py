@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,11 +19,14 @@ from bridge.clients import sqs
 from bridge.errors import Conflict, ServiceUnavailable, TaskNotFound
 from bridge.observability import metrics
 from bridge.outcomes.events import event_kind
-from bridge.settings import get_settings
+from bridge.settings import WebhookLogSettings, get_settings
 from bridge.store import deliveries, jobs
 from bridge.store.deliveries import DeliveryStatus
-from bridge.tenancy import OWNER_FIELD, Caller
+from bridge.tenancy import Caller
 from bridge.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from bridge.store.job_record import JobRecord
 
 SQS_MAX_DELAY_S = 900
 # A redelivery starts a new round; this many rounds per event at most (the log lives in one item).
@@ -45,35 +48,35 @@ class DeliveryMessage(BaseModel):
 # --------------------------------------------------------------------------- what gets sent
 
 
-def webhook_wanted(job: dict[str, Any], kind: str) -> bool:
-    return bool(job.get("callback_url")) and kind in (job.get("webhook_events_filter") or [])
+def webhook_wanted(job: JobRecord, kind: str) -> bool:
+    return bool(job.callback_url) and kind in (job.webhook_events_filter or [])
 
 
 def prepare_delivery(
-    job: dict[str, Any], event: dict[str, Any], now: datetime, *, requeue_existing: bool
+    job: JobRecord, event: dict[str, Any], now: datetime, *, requeue_existing: bool
 ) -> dict[str, Any] | None:
     """Log a delivery of `event` if the job's receiver wants it; return the queue message to send.
 
     `requeue_existing` is for outcomes: a poll retried after a crash may find the delivery logged
     but never queued, and must queue it (a duplicate message is dropped by the attempt counter).
     """
-    if not webhook_wanted(job, event_kind(event)):
+    if not job.callback_url or not webhook_wanted(job, event_kind(event)):
         return None
     created = deliveries.create_delivery(
-        task_id=job["task_id"],
+        task_id=job.task_id,
         event=event,
-        callback_url=job["callback_url"],
+        callback_url=job.callback_url,
         now=now,
-        expires_at=job.get("expires_at"),
-        owner_id=job.get(OWNER_FIELD),
+        expires_at=job.expires_at,
+        owner_id=job.owner_id,
     )
     if created:
-        return DeliveryMessage(task_id=job["task_id"], event_id=event["id"]).model_dump(exclude_none=True)
+        return DeliveryMessage(task_id=job.task_id, event_id=event["id"]).model_dump(exclude_none=True)
     if not requeue_existing:
         return None
-    existing = deliveries.get_delivery(job["task_id"], event["id"])
+    existing = deliveries.get_delivery(job.task_id, event["id"])
     if existing and existing["status"] == DeliveryStatus.PENDING and not existing.get("attempt_count"):
-        return DeliveryMessage(task_id=job["task_id"], event_id=event["id"], round=existing["round"]).model_dump(
+        return DeliveryMessage(task_id=job.task_id, event_id=event["id"], round=existing["round"]).model_dump(
             exclude_none=True
         )
     return None
@@ -87,8 +90,8 @@ def deliveries_of(task_id: str, caller: Caller) -> dict[str, Any]:
     job = jobs.find_job(task_id, owner_id=caller.read_scope())
     return {
         "task_id": task_id,
-        "callback_url": job.get("callback_url"),
-        "webhook_events_filter": job.get("webhook_events_filter"),
+        "callback_url": job.callback_url,
+        "webhook_events_filter": job.webhook_events_filter,
         "deliveries": [_public(delivery) for delivery in deliveries.list_deliveries(task_id)],
     }
 
@@ -123,7 +126,7 @@ def _public(delivery: dict[str, Any]) -> dict[str, Any]:
 
 
 def enqueue(message: DeliveryMessage, *, delay_s: float) -> None:
-    queue_url = get_settings().webhook_queue_url
+    queue_url = get_settings(WebhookLogSettings).webhook_queue_url
     if not queue_url:
         raise ServiceUnavailable("webhooks are not configured on this bridge", code="webhooks_not_configured")
     sqs().send_message(

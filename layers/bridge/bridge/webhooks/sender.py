@@ -21,7 +21,7 @@ from bridge.observability import logger, metrics
 from bridge.outbound import deadlines
 from bridge.outbound.pinned_post import MAX_LOGGED_BODY, AttemptResult, post_pinned
 from bridge.outbound.ssrf_guard import check_callback_url
-from bridge.settings import Settings, get_settings
+from bridge.settings import DeliverySettings, get_settings
 from bridge.store import deliveries, jobs
 from bridge.store.deliveries import DeliveryStatus
 from bridge.timeutil import iso, parse_iso, utcnow
@@ -54,7 +54,7 @@ def deliver_record(record: SQSRecord, lambda_context: deadlines.RemainingTime | 
     not made, so the schedule is untouched), or the delivery log or queue could not be written.
     Whatever goes wrong inside an attempt is that attempt's logged failure instead (`attempt_delivery`).
     """
-    needed_s = get_settings().webhook_timeout_seconds + RECORD_OVERHEAD_S
+    needed_s = get_settings(DeliverySettings).webhook_timeout_seconds + RECORD_OVERHEAD_S
     if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < needed_s * 1000:
         _count_failure()
         _hand_back_now(record)
@@ -83,7 +83,7 @@ def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None 
     failed, or the function stopped) hands on again instead of attempting again. Errors writing
     the log or the queue propagate, so the message comes back.
     """
-    settings = get_settings()
+    settings = get_settings(DeliverySettings)
     message = raw_message if isinstance(raw_message, DeliveryMessage) else DeliveryMessage.model_validate(raw_message)
     now = now or utcnow()
     logger.append_keys(task_id=message.task_id, event_id=message.event_id)
@@ -185,7 +185,7 @@ def _hand_on(
     deliveries.handed_on(message.task_id, message.event_id, round_no=message.round, attempt=message.attempt)
 
 
-def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptResult:
+def attempt_delivery(delivery: dict[str, Any], settings: DeliverySettings) -> AttemptResult:
     """One attempt; never raises. Whatever goes wrong, in the request or before it (the URL check,
     the signing secret, a bug), is this attempt's failure, logged and retried on the schedule."""
     started = time.monotonic()
@@ -196,7 +196,7 @@ def attempt_delivery(delivery: dict[str, Any], settings: Settings) -> AttemptRes
         return AttemptResult(None, int((time.monotonic() - started) * 1000), f"could not attempt: {_describe(exc)}")
 
 
-def _attempt(delivery: dict[str, Any], settings: Settings) -> AttemptResult:
+def _attempt(delivery: dict[str, Any], settings: DeliverySettings) -> AttemptResult:
     """Check the URL again (DNS may have changed), sign, and POST to the checked address."""
     try:
         target = check_callback_url(
@@ -228,7 +228,7 @@ def _describe(exc: Exception) -> str:
 
 
 def retry_delay(
-    attempt: int, retry_after_s: float | None, settings: Settings, rand: Callable[[], float] = random.random
+    attempt: int, retry_after_s: float | None, settings: DeliverySettings, rand: Callable[[], float] = random.random
 ) -> int:
     """Seconds before the attempt after `attempt`: the schedule's step with jitter, or longer if asked."""
     schedule = settings.webhook_retry_schedule
@@ -240,10 +240,7 @@ def retry_delay(
 
 
 def _dead_letter(delivery: dict[str, Any], message: DeliveryMessage, last: dict[str, Any]) -> None:
-    queue_url = get_settings().webhook_dead_letter_queue_url
-    if not queue_url:
-        logger.error("no dead-letter queue configured; the delivery log keeps the event")
-        return
+    queue_url = get_settings(DeliverySettings).webhook_dead_letter_queue_url
     body = {
         "reason": DEAD_LETTER_REASON,
         "task_id": message.task_id,
@@ -259,18 +256,15 @@ def _dead_letter(delivery: dict[str, Any], message: DeliveryMessage, last: dict[
 
 def _dead_letter_unreadable(body: str, error: Exception) -> None:
     """A message that is no delivery at all (not ours, or damaged): kept in the dead-letter queue, not retried."""
-    queue_url = get_settings().webhook_dead_letter_queue_url
+    queue_url = get_settings(DeliverySettings).webhook_dead_letter_queue_url
     logger.error("unreadable webhook message", extra={"error": _describe(error)})
-    if queue_url:
-        document = {"reason": "unreadable_message", "error": _describe(error), "body": body[:MAX_KEPT_BODY]}
-        sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(document, separators=(",", ":")))
+    document = {"reason": "unreadable_message", "error": _describe(error), "body": body[:MAX_KEPT_BODY]}
+    sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(document, separators=(",", ":")))
 
 
 def _hand_back_now(record: SQSRecord) -> None:
     """Make an unprocessed message visible again at once rather than after the visibility timeout."""
-    queue_url = get_settings().webhook_queue_url
-    if not queue_url:
-        return
+    queue_url = get_settings(DeliverySettings).webhook_queue_url
     try:
         sqs().change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=0)
     except Exception:  # it comes back after the visibility timeout instead

@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bridge.clients import secret_text
 from bridge.errors import ServiceUnavailable
-from bridge.settings import get_settings
+from bridge.settings import WebhookSendingSettings, get_settings
 
 SIGNATURE_VERSION = "v1"
 
@@ -41,9 +41,7 @@ def signing_keys(raw: str) -> list[Webhook]:
 
 
 def current_signing_keys() -> list[Webhook]:
-    settings = get_settings()
-    if not settings.webhook_signing_secret:
-        raise _unusable("is not configured (WEBHOOK_SIGNING_SECRET)")
+    settings = get_settings(WebhookSendingSettings)
     return signing_keys(secret_text(settings.webhook_signing_secret, max_age_s=settings.secret_max_age_seconds))
 
 
