@@ -8,6 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bridge.api.http_api import app
 from bridge.observability import logger, metrics, tracer
 from bridge.outbound.deadlines import lambda_budget
+from bridge.settings import ApiSettings, get_settings
+
+# Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
+get_settings(ApiSettings)
 
 # Router One must answer this long before the function's end: time to record the job and start its
 # loop, or hand it to the reconciler (the submit's own deadline, 20 s, usually ends it first).
