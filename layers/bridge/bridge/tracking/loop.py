@@ -1,4 +1,4 @@
-"""The pure policy that picks the next wait of a job's poll loop."""
+"""The loop's fixed rules: the 3 s floor and the deadline on every wait, execution names and ARNs, rollover."""
 
 from __future__ import annotations
 
