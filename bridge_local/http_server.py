@@ -10,7 +10,8 @@ log quiet: each app logs its own lines.
 
 Some answers are broken on purpose: dripped a byte at a time from the status line on, held open
 with nothing sent, or reset. An app writes those straight to the connection (`connection_of`,
-`send_slowly`, `hold_open`, `reset_connection`) and then raises `DropConnection`, so werkzeug sends nothing.
+`send_slowly`, `hold_open`, `reset_connection`) and then raises `DropConnection`, so werkzeug sends
+nothing. An app whose clients pool connections answers with `answer_keeping_connection`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
@@ -48,6 +49,11 @@ class DropConnection(ConnectionAbortedError):
     """Raised by an app that answered on the raw connection itself, or wants it to end unanswered.
 
     A ConnectionError, so werkzeug treats it as a client gone: no answer of its own, no traceback."""
+
+
+class KeepConnection(ConnectionAbortedError):
+    """Raised by `answer_keeping_connection`: the answer went out whole, the connection serves the
+    next request (werkzeug closes every connection after answers of its own)."""
 
 
 def reason(status: int) -> str:
@@ -79,6 +85,19 @@ def status_head(protocol: str, status: int, headers: Iterable[tuple[str, str]]) 
 
 def connection_of(environ: Environ) -> socket.socket:
     return environ["werkzeug.socket"]
+
+
+def answer_keeping_connection(
+    environ: Environ, status: int, headers: Iterable[tuple[str, str]], body: bytes
+) -> NoReturn:
+    """Send a whole HTTP/1.1 answer and keep the connection open for the client's next request,
+    as servers that clients pool connections to do (werkzeug's own answers always close it)."""
+    head = status_head("HTTP/1.1", status, [*headers, ("Content-Length", str(len(body)))])
+    try:
+        connection_of(environ).sendall(head + body)
+    except OSError:
+        raise DropConnection from None
+    raise KeepConnection
 
 
 def send_slowly(
@@ -151,7 +170,9 @@ class _Handler(WSGIRequestHandler):
             self.wfile.write(body)
 
     def connection_dropped(self, error: BaseException, environ: Environ | None = None) -> None:
-        self.close_connection = True
+        if not isinstance(error, KeepConnection):
+            self.close_connection = True
+        # else: as the request asked (HTTP/1.1 keeps it unless it said "Connection: close")
 
     def log(self, type: str, message: str, *args: Any) -> None:
         return  # werkzeug's access log; every app logs its own lines

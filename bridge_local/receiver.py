@@ -39,6 +39,7 @@ from bridge_local.http_server import (
     DropConnection,
     Environ,
     StartResponse,
+    answer_keeping_connection,
     connection_of,
     hold_open,
     respond,
@@ -154,7 +155,8 @@ class WebhookReceiver:
         if reply.mode != "whole":
             self._misbehave(connection_of(environ), reply)
             raise DropConnection
-        return respond(start_response, reply.status, reply.headers.items(), reply.body.encode("utf-8"))
+        # Kept open after the answer, as webhook endpoints do: tests show what a pooled sender does with that.
+        answer_keeping_connection(environ, reply.status, reply.headers.items(), reply.body.encode("utf-8"))
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
