@@ -1,4 +1,4 @@
-"""Which events a job's receiver gets, logging and queueing each delivery, and the API's delivery log."""
+"""Which events a job's receiver gets, logging and queueing each delivery, and the API's delivery log.
 
 A delivery travels as a small SQS message ({task_id, event_id, round, attempt, due_at}); the
 event itself and every attempt live in the delivery log. Retries are new messages with a delay
