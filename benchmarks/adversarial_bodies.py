@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", "No application metrics to publish")
     forbid_network()
     handler = load_handler()
-    from bridge.api.http_api import MAX_BODY_BYTES
+    from bridge.api.request_body import MAX_BODY_BYTES
 
     assert SIZES[-1] == MAX_BODY_BYTES, "the largest size is the handler's own limit"
     template = json.loads(SUBMIT_EVENT.read_text())

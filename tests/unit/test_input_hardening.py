@@ -20,11 +20,12 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-import bridge.api.http_api as http_api
-from bridge.api.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, app
+from bridge.api.http_api import app
+from bridge.api.request_body import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from bridge.api.routes import generations
 from bridge.errors import TaskNotFound
 from bridge.models import MAX_METADATA_DEPTH, MAX_PROMPT_LENGTH, GenerationRequest
-from bridge.store import jobs
+from bridge.store import job_lists, jobs
 from bridge_local.api_front import MAX_PAYLOAD_BYTES, ApiFront, ApiRoute
 from bridge_local.deployer import DEFAULT_TEMPLATE, load_template
 from bridge_local.gateway_responses import of_template
@@ -61,9 +62,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[GenerationRequest]:
     def list_jobs(listing: Any, **query: Any) -> tuple[list[dict[str, Any]], None]:
         return [], None
 
-    monkeypatch.setattr(http_api, "submit_with_key", submit)
+    monkeypatch.setattr(generations, "submit_with_key", submit)
     monkeypatch.setattr(jobs, "find_job", find_job)
-    monkeypatch.setattr(jobs, "list_jobs", list_jobs)
+    monkeypatch.setattr(job_lists, "list_jobs", list_jobs)
     return submitted
 
 

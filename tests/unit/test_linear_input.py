@@ -35,9 +35,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import bridge.api.http_api as http_api
+import bridge.api.request_body as request_body
 from benchmarks import adversarial_bodies as bench
-from bridge.api.http_api import MAX_BODY_BYTES, MAX_JSON_DEPTH, describe_validation_errors, parse_json_object
+from bridge.api.http_api import app
+from bridge.api.request_body import MAX_BODY_BYTES, MAX_JSON_DEPTH, describe_validation_errors, parse_json_object
+from bridge.api.routes import generations
 from bridge.errors import InvalidRequest
 from bridge.models import MAX_METADATA_BYTES, GenerationRequest
 
@@ -91,7 +93,7 @@ ADVERSARIAL_TEXTS = {
 @pytest.mark.parametrize("size", [1024, 4096, 16384])
 def test_the_depth_pattern_reads_each_character_at_most_once(shape: str, size: int) -> None:
     text = ADVERSARIAL_TEXTS[shape](size)
-    assert characters_read(http_api._JSON_STRUCTURE, NEW_STRING_BODY, text) <= len(text)
+    assert characters_read(request_body._JSON_STRUCTURE, NEW_STRING_BODY, text) <= len(text)
 
 
 def test_control_the_old_pattern_reads_quadratically_on_an_unterminated_string() -> None:
@@ -115,12 +117,12 @@ def test_from_every_quote_the_pattern_matches(text: str) -> None:
     # Why the reading stays linear: an attempt from a quote never fails, so nothing is read twice.
     for position, character in enumerate(text):
         if character == '"':
-            assert http_api._JSON_STRUCTURE.match(text, position) is not None, (text, position)
+            assert request_body._JSON_STRUCTURE.match(text, position) is not None, (text, position)
 
 
 def test_control_the_old_pattern_fails_from_quotes_of_an_unterminated_string() -> None:
     assert OLD_STRUCTURE.match('"a\\"b', 0) is None
-    assert http_api._JSON_STRUCTURE.match('"a\\"b', 0).group() == '"a\\"b'
+    assert request_body._JSON_STRUCTURE.match('"a\\"b', 0).group() == '"a\\"b'
 
 
 # --------------------------------------------------------------------------- the depth check
@@ -162,9 +164,9 @@ class CountingPattern:
 @pytest.mark.parametrize("shape", ADVERSARIAL_TEXTS)
 def test_the_depth_check_reads_the_text_once(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
     text = ADVERSARIAL_TEXTS[shape](16384)
-    counting = CountingPattern(http_api._JSON_STRUCTURE)
-    monkeypatch.setattr(http_api, "_JSON_STRUCTURE", counting)
-    http_api._nests_deeper_than(text, MAX_JSON_DEPTH)
+    counting = CountingPattern(request_body._JSON_STRUCTURE)
+    monkeypatch.setattr(request_body, "_JSON_STRUCTURE", counting)
+    request_body._nests_deeper_than(text, MAX_JSON_DEPTH)
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
         assert counting.covered > 0, "the scan ran"
     assert counting.covered <= len(text)
@@ -196,7 +198,7 @@ def deeper_than(text: str, limit: int) -> bool:
 @settings(max_examples=1000, deadline=None)
 @given(st.text(alphabet='"\\[]{}a', max_size=40), st.integers(min_value=0, max_value=4))
 def test_the_depth_check_agrees_with_a_character_scanner(text: str, limit: int) -> None:
-    assert http_api._nests_deeper_than(text, limit) == deeper_than(text, limit)
+    assert request_body._nests_deeper_than(text, limit) == deeper_than(text, limit)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +219,7 @@ def test_the_depth_check_agrees_with_a_character_scanner(text: str, limit: int) 
     ],
 )
 def test_the_depth_check_counts_brackets_outside_strings_only(text: str, deep: bool) -> None:
-    assert http_api._nests_deeper_than(text, MAX_JSON_DEPTH) is deep
+    assert request_body._nests_deeper_than(text, MAX_JSON_DEPTH) is deep
 
 
 # --------------------------------------------------------------------------- unknown keys
@@ -226,7 +228,7 @@ def test_the_depth_check_counts_brackets_outside_strings_only(text: str, deep: b
 def envelope_of(body: dict[str, Any]) -> dict[str, Any] | None:
     """What read_generation_request answers for a parsed body: None when it validates."""
     try:
-        http_api._validated(body)
+        request_body._validated(body)
     except InvalidRequest as refused:
         return refused.envelope()
     return None
@@ -249,7 +251,7 @@ def test_many_unknown_keys_build_a_few_errors_not_one_per_key(monkeypatch: pytes
         built.append(len(errors))
         return describe_validation_errors(errors)
 
-    monkeypatch.setattr(http_api, "describe_validation_errors", counting)
+    monkeypatch.setattr(request_body, "describe_validation_errors", counting)
     unknown = {f"k{i}": 0 for i in range(5000)}
     assert envelope_of({"model": "video-default", "prompt": "a fox", **unknown})["error"] == {
         "message": "'k0' is not a known parameter",
@@ -320,7 +322,7 @@ def test_no_collection_runs_while_a_body_is_parsed(monkeypatch: pytest.MonkeyPat
     assert len(collections_during(lambda: parse_json_object(NESTED))) <= 1
     assert gc.isenabled()
     # Control: with the collector running throughout, the same parse starts dozens of them.
-    monkeypatch.setattr(http_api, "_collector_paused", contextlib.nullcontext)
+    monkeypatch.setattr(request_body, "_collector_paused", contextlib.nullcontext)
     gc.collect()
     assert len(collections_during(lambda: parse_json_object(NESTED))) > 20
 
@@ -390,7 +392,7 @@ def no_submit(monkeypatch: pytest.MonkeyPatch) -> None:
     def submit(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise AssertionError("an adversarial body reached the submit")
 
-    monkeypatch.setattr(http_api, "submit_with_key", submit)
+    monkeypatch.setattr(generations, "submit_with_key", submit)
 
 
 @pytest.mark.usefixtures("no_submit")
@@ -405,7 +407,7 @@ def test_each_adversarial_body_is_refused_with_its_400(shape: str, size: int) ->
         assert len(body.text.encode()) == size
     else:
         assert len(body.text) == size  # not encodable: its size is in characters
-    response = http_api.app.resolve(bench.submit_event(template, body), bench.FakeContext())
+    response = app.resolve(bench.submit_event(template, body), bench.FakeContext())
     error = json.loads(response["body"])["error"]
     assert (response["statusCode"], error["code"]) == (400, EXPECTED_CODES[shape]), error
 

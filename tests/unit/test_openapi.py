@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bridge.api.http_api import SCHEMA_REF, app, openapi_document
-from bridge.api.schema import ErrorEnvelope, Job, JobPage
+from bridge.api.http_api import app, openapi_document
+from bridge.api.schema import SCHEMA_REF, ErrorEnvelope, Job, JobPage
 from bridge.models import (
     HTTP_URI_PATTERN,
     NON_BLANK_TEXT_PATTERN,

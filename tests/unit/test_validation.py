@@ -149,7 +149,7 @@ def body_with(field: str, value: object) -> dict:
 @pytest.fixture
 def accepted(monkeypatch: pytest.MonkeyPatch) -> list:
     """Submit accepts without Router One (and without the SSRF guard's DNS look-up); what it got is kept."""
-    import bridge.api.http_api as http_api
+    from bridge.api.routes import generations
 
     requests: list = []
 
@@ -157,7 +157,7 @@ def accepted(monkeypatch: pytest.MonkeyPatch) -> list:
         requests.append(request)
         return {"task_id": "v_0123456789abcdef0123456789abcdef", "status": "pending"}
 
-    monkeypatch.setattr(http_api, "submit_with_key", submit)
+    monkeypatch.setattr(generations, "submit_with_key", submit)
     return requests
 
 

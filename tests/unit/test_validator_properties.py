@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import bridge.api.http_api as http_api
+from bridge.api.http_api import app
+from bridge.api.routes import generations
 from bridge.errors import InvalidRequest
 from bridge.models import BRIDGE_FIELDS, NON_BLANK_TEXT_PATTERN, GenerationRequest
 from bridge.outbound.ssrf_guard import CallbackTarget, check_callback_url
@@ -390,8 +391,8 @@ def test_the_api_answers_any_body_with_202_or_a_4xx_envelope(
     event["body"], event["isBase64Encoded"] = body
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(http_api, "submit_with_key", _accept)
-        response = http_api.app.resolve(event, FakeContext())
+        patch.setattr(generations, "submit_with_key", _accept)
+        response = app.resolve(event, FakeContext())
 
     status, payload = response["statusCode"], json.loads(response["body"])
     assert status == 202 or 400 <= status < 500, payload

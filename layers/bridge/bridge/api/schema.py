@@ -1,6 +1,6 @@
 """What the HTTP API answers, as models, and the error responses each route declares.
 
-The OpenAPI document is generated from these and the routes in `bridge.api.http_api`; the handlers
+The OpenAPI document is generated from these and the routes in `bridge.api.routes`; the handlers
 return plain dicts, and the API tests and the fuzz run check those against this document, so
 the two cannot drift apart unnoticed. Every model refuses unknown fields, so the document says
 exactly which keys an answer has.
@@ -13,6 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.models import JobStatus, WebhookEvent
+
+# Where the document keeps its models: every `$ref` to one starts with this.
+SCHEMA_REF = "#/components/schemas/"
 
 
 class _Answer(BaseModel):
