@@ -14,7 +14,9 @@ import pytest
 
 from bridge_cli import format as fmt
 from bridge_cli.api import BridgeApi, CliError, error_from_response
-from bridge_cli.main import MAX_POLL_FAILURES, ProgressDisplay, _submit_body, build_parser, wait_for_outcome
+from bridge_cli.jobs import submit_body
+from bridge_cli.main import build_parser
+from bridge_cli.progress import MAX_POLL_FAILURES, ProgressDisplay, wait_for_outcome
 from bridge_cli.tail import filter_policy, parse_body, region_of
 
 NOW = datetime(2026, 11, 24, 21, 20, 51, tzinfo=UTC)
@@ -275,7 +277,7 @@ def test_submit_sends_every_field_of_the_request_model() -> None:
         argv += ["--aspect-ratio", "16:9", "--negative-prompt", "blur", "--input-reference", "ref_1"]
         argv += ["--callback-url", "https://hooks.example.com/h", "--events", "completed"]
         argv += ["--metadata", '{"a": 1}', "--image-url", *images]
-        return _submit_body(build_parser({}).parse_args(argv))
+        return submit_body(build_parser({}).parse_args(argv))
 
     one, two = body("https://i.example.com/1"), body("https://i.example.com/1", "https://i.example.com/2")
     # A field added to the API without a submit option fails here.
