@@ -232,7 +232,7 @@ def deploy(
 
 
 def put_router_one_key(aws: EmbeddedAws, stack: DeployedStack, api_key: str) -> None:
-    """Store the upstream key the way an operator does after a deploy (see README)."""
+    """Store the upstream key the way an operator does after a deploy (see docs/operations.md)."""
     aws.client("secretsmanager").put_secret_value(
         SecretId=stack.secret_arn, SecretString=json.dumps({"api_key": api_key})
     )
