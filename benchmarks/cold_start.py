@@ -87,8 +87,8 @@ sdk = None
 if {first_client!r}:
     started = time.perf_counter()
     from bridge import clients
-    from bridge.settings import get_settings
-    get_settings()
+    from bridge.settings import JobTableSettings, get_settings
+    get_settings(JobTableSettings)
     clients.jobs_table() if {first_client!r} == "jobs table" else clients.aws().client("secretsmanager")
     sdk = (time.perf_counter() - started) * 1000
 print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "packages": top, "bridge": bridge}}))

@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "bridge")]
 from bridge.observability import logger  # noqa: E402
 from bridge.outcomes.reconcile import SWEEP_CURSOR  # noqa: E402
 from bridge.settings import get_settings  # noqa: E402
-from bridge.store import jobs  # noqa: E402
+from bridge.store import job_lists  # noqa: E402
 from bridge.timeutil import utcnow  # noqa: E402
 from bridge_local.emulator import DUMMY_ROLE_ARN  # noqa: E402
 from bridge_local.local_stack import StackOptions, running_stack  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> int:
                 return 1
             started.update(payload["swept"])
             print(f"{runs:>4} {len(payload['swept']):>14,} {seconds:>8.1f}")
-            if jobs.sweep_cursor(SWEEP_CURSOR) is None:  # the pass is complete
+            if job_lists.sweep_cursor(SWEEP_CURSOR) is None:  # the pass is complete
                 break
 
         twice = sorted(task_id for task_id, n in started.items() if n > 1)

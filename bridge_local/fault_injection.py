@@ -10,9 +10,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge_local.fault_plan import MID_REQUEST_KILL_S, STOPPED, FaultMix, JobPlan
+
+if TYPE_CHECKING:
+    from bridge.store.job_record import JobRecord
 
 
 class InjectedFault(RuntimeError):
@@ -154,8 +157,8 @@ class BridgeFaults:
         return status
 
     def _cancel_publish(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        def publish(job: dict[str, Any], event: dict[str, Any], state_machine_arn: str | None) -> Any:
-            task_id = job["task_id"]
+        def publish(job: JobRecord, event: dict[str, Any], state_machine_arn: str) -> Any:
+            task_id = job.task_id
             if self._take(self._cancel_crash, task_id):
                 self._count("api died between cancel's write and its publish")
                 with self._lock:
@@ -173,16 +176,16 @@ class BridgeFaults:
         from bridge.outcomes.events import event_kind
         from bridge.webhooks.dispatch import webhook_wanted
 
-        def prepare_delivery(job: dict[str, Any], event: dict[str, Any], now: Any, **kwargs: Any) -> Any:
+        def prepare_delivery(job: JobRecord, event: dict[str, Any], now: Any, **kwargs: Any) -> Any:
             if not webhook_wanted(job, event_kind(event)):
                 return real(job, event, now, **kwargs)
-            when = self._take(self._prepare, job["task_id"])
+            when = self._take(self._prepare, job.task_id)
             if when is None:
                 return real(job, event, now, **kwargs)
-            if getattr(self._in_cancel, "task_id", None) == job["task_id"]:
+            if getattr(self._in_cancel, "task_id", None) == job.task_id:
                 where = "a cancel"
                 with self._lock:
-                    self._faulted_cancels.add(job["task_id"])
+                    self._faulted_cancels.add(job.task_id)
             else:
                 where = "the outcome check" if _called_by_reconciler() else "a poll"
             if when == "after":

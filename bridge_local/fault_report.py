@@ -62,14 +62,14 @@ class Settings:
 
     @classmethod
     def current(cls, reconcile_visibility_s: int | None = None) -> Settings:
-        from bridge.settings import get_settings
+        from bridge.settings import OutcomeCheckSettings, PollingSettings, WebhookSendingSettings, get_settings
 
-        s = get_settings()
+        sending = get_settings(WebhookSendingSettings)
         return cls(
-            poll_interval_s=s.poll_interval_seconds,
-            webhook_timeout_s=s.webhook_timeout_seconds,
-            webhook_retry_schedule=tuple(s.webhook_retry_schedule),
-            outcome_check_delay_s=s.outcome_check_delay_seconds,
+            poll_interval_s=get_settings(PollingSettings).poll_interval_seconds,
+            webhook_timeout_s=sending.webhook_timeout_seconds,
+            webhook_retry_schedule=tuple(sending.webhook_retry_schedule),
+            outcome_check_delay_s=get_settings(OutcomeCheckSettings).outcome_check_delay_seconds,
             reconcile_visibility_s=reconcile_visibility_s,
         )
 

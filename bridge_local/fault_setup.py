@@ -37,7 +37,7 @@ def start_fault_receivers(cleanup: ExitStack, *, http_url: str, signing_secret: 
     `bridge.clients.webhook_client` with the test CA added, as tests/unit/test_webhook_hosts.py does.
     """
     from bridge import clients
-    from bridge.settings import get_settings
+    from bridge.settings import WebhookSendingSettings, get_settings
     from bridge.webhooks import sender
     from bridge_local.receiver import WebhookReceiver
     from bridge_local.tls import self_signed
@@ -53,7 +53,9 @@ def start_fault_receivers(cleanup: ExitStack, *, http_url: str, signing_secret: 
     def trusting_client() -> httpx.Client:
         with lock:
             if not made:
-                made.append(clients.webhook_client(get_settings().webhook_timeout_seconds, verify=trust))
+                made.append(
+                    clients.webhook_client(get_settings(WebhookSendingSettings).webhook_timeout_seconds, verify=trust)
+                )
             return made[0]
 
     original = sender.webhook_http_client

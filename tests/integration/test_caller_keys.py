@@ -125,13 +125,13 @@ def test_a_pass_through_job_whose_write_failed_reaches_the_reconciler_with_its_k
     real_create = jobs.create_job
     calls = {"n": 0}
 
-    def fails_once(**fields: Any) -> dict[str, Any]:
+    def fails_once(record: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             # What the reconcile queue would carry: the ciphertext, never the key.
-            assert fields["caller_key_ciphertext"] and CALLER_KEY not in fields["caller_key_ciphertext"]
+            assert record.caller_key_ciphertext and CALLER_KEY not in record.caller_key_ciphertext
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "PutItem")
-        return real_create(**fields)
+        return real_create(record)
 
     monkeypatch.setattr(jobs, "create_job", fails_once)
     response = submit_as_caller(bridge, run_s=1.0, queue_s=0.1)

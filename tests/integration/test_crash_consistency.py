@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bridge.outcomes import reconcile
-from bridge.store import jobs
+from bridge.store import job_lists, jobs
 from bridge.submit import submission
 from bridge.timeutil import utcnow
 from bridge_local.emulator import DUMMY_ROLE_ARN
@@ -145,7 +145,7 @@ def test_the_sweep_covers_any_number_of_pending_jobs_across_runs(bridge: LocalBr
     try:
         runs: list[list[str]] = []
         with bridge_settings(STATE_MACHINE_ARN=target):
-            while not runs or jobs.sweep_cursor(reconcile.SWEEP_CURSOR) is not None:
+            while not runs or job_lists.sweep_cursor(reconcile.SWEEP_CURSOR) is not None:
                 assert len(runs) < 50, "the sweep never finished its pass"
                 swept = reconcile.sweep(remaining_ms=Budget(per_run), page_size=page)
                 runs.append([task_id for task_id in swept if task_id.startswith(prefix)])

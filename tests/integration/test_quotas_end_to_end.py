@@ -27,9 +27,9 @@ from bridge.models import (
     MAX_URL_LENGTH,
     WebhookEvent,
 )
+from bridge.outcomes import ending
 from bridge.store import jobs
 from bridge.submit.idempotent import MAX_KEY_LENGTH
-from bridge.tracking import poll_step
 from bridge.upstream.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH
 from bridge_local.moto_patches import quotas
 
@@ -188,11 +188,11 @@ def test_the_largest_request_deferred_to_the_reconciler_fits_a_256_kib_queue(
     real = jobs.create_job
     calls: list[int] = []
 
-    def failing_once(**kwargs: Any) -> Any:
+    def failing_once(record: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "PutItem")
-        return real(**kwargs)
+        return real(record)
 
     monkeypatch.setattr(jobs, "create_job", failing_once)
     marker = uuid.uuid4().hex[:12]
@@ -230,6 +230,6 @@ def test_an_upstream_error_too_long_for_the_quotas_ends_the_job_with_its_head(br
     event = bridge.wait_until(failed_everywhere, timeout=60, what=f"the failure of {task_id}")
     error = event["data"]["error"]
     assert event["data"]["status"] == "failed" and error["truncated"] is True
-    assert long_message.startswith(error["message"]) and len(error["message"]) == poll_step.MAX_ERROR_MESSAGE_BYTES
+    assert long_message.startswith(error["message"]) and len(error["message"]) == ending.MAX_ERROR_MESSAGE_BYTES
     assert [e["status"] for e in bridge.wait_for_executions_to_end(task_id)] == ["SUCCEEDED"]
     assert bridge.api.get(f"/v1/videos/generations/{task_id}").json()["error"] == error

@@ -60,7 +60,7 @@ class JobRecord(BaseModel):
     updated_at: str | None = None
     deadline_at: int
     # DynamoDB's TTL attribute. A queued record from before this model carries `retention_days` instead.
-    expires_at: int
+    expires_at: int | None = None
     poll_count: int = 0
     metadata: dict[str, Any] | None = None
     callback_url: str | None = None
