@@ -55,6 +55,15 @@ class LocalAws:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    def sam_local_command(self) -> str:
+        """`sam local invoke` of the api function, its SDK calls sent here with the throwaway keys."""
+        keys = f"AWS_ACCESS_KEY_ID={LOCAL_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={LOCAL_SECRET_KEY} AWS_DEFAULT_REGION={self.region}"
+        return (
+            f"env -u AWS_PROFILE -u AWS_SESSION_TOKEN {keys} sam local invoke ApiFunction -e events/api_submit.json "
+            f"--env-vars {self.env_file} --docker-network host "
+            f"--parameter-overrides LocalAwsEndpointUrl={self.endpoint_url}"
+        )
+
     def tail_command(self) -> str:
         """A `video-bridge tail` that works as printed, from the project directory, in any shell."""
         env = " ".join(f"{name}={value}" for name, value in self.environment().items())
@@ -198,7 +207,8 @@ def _aws_lines(aws: LocalAws) -> list[str]:
     if aws.env_file is not None:
         lines += [
             f"Function environments for SAM local: {aws.env_file}",
-            f"  sam local invoke ApiFunction -e events/api_submit.json --env-vars {aws.env_file}",
+            "SAM local against this embedded AWS (needs Docker; host network, so Linux):",
+            f"  {aws.sam_local_command()}",
         ]
     return lines
 

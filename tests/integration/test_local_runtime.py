@@ -681,6 +681,11 @@ def test_runner_serves_the_api_prints_events_and_webhooks_and_stops_on_sigint(tm
     env_file = next(line for line in output.splitlines() if "Function environments for SAM local:" in line)
     functions = json.loads(Path(env_file.rsplit(": ", 1)[1]).read_text())
     assert {"ApiFunction", "PollFunction", "WebhookDeliveryFunction"} <= set(functions)
+    # The printed sam local command sends the functions' SDK calls to this run's embedded AWS.
+    endpoint = next(line for line in output.splitlines() if line.startswith("Embedded AWS: ")).split()[2]
+    sam_local = next(line for line in output.splitlines() if "sam local invoke ApiFunction" in line)
+    assert f"--parameter-overrides LocalAwsEndpointUrl={endpoint}" in sam_local
+    assert f"--env-vars {env_file.rsplit(': ', 1)[1]}" in sam_local
 
 
 def _wait_for_line(path: Path, marker: str, proc: subprocess.Popen[bytes], timeout: float) -> str:

@@ -345,3 +345,21 @@ def test_the_asl_lint_reports_a_placeholder_nobody_fills(tmp_path: Path) -> None
     definition.write_text('{"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": "${Nobody}", "End": true}}}')
     with pytest.raises(Unfillable, match="Nobody"):
         filled(definition, {})
+
+
+def test_functions_reach_aws_itself_unless_sam_local_is_given_an_endpoint() -> None:
+    """`LocalAwsEndpointUrl` (sam local only) sets the SDK's AWS_ENDPOINT_URL; left empty, as in a
+    deploy, the variable is not there at all (an empty one would break every SDK client)."""
+    from bridge_local.cfn.intrinsics import Resolver, parameter_values
+    from bridge_local.sam import load_template
+
+    source = load_template(ROOT / "template.yaml")
+    variables = source["Globals"]["Function"]["Environment"]["Variables"]
+
+    def resolved(**parameters: str) -> dict[str, str]:
+        resolver = Resolver("tests", "us-east-1", parameter_values(source, parameters))
+        resolver.evaluate_conditions(source["Conditions"])
+        return resolver.resolve({name: value for name, value in variables.items() if name.startswith("AWS_")})
+
+    assert resolved() == {}
+    assert resolved(LocalAwsEndpointUrl="http://127.0.0.1:4566") == {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
