@@ -143,6 +143,10 @@ class SchedulingLag:
                 return
             self.lags_ms.append(int((time.monotonic() - asked - self.tick_s) * 1000))
 
+    def longest_stall_ms(self) -> int:
+        """The longest this process kept a waiting thread from running, so far."""
+        return max(self.lags_ms, default=0)
+
     def render(self) -> str:
         if not self.lags_ms:
             return "-"
