@@ -140,16 +140,25 @@ def template_functions() -> tuple[dict[str, Any], dict[str, str]]:
     }
     defaults = {name: str(p.get("Default", "")) for name, p in (template.get("Parameters") or {}).items()}
 
+    def holds(condition: Any) -> bool:
+        """A condition (by name, or Fn::Not / Fn::Equals) on the parameters' defaults."""
+        node = template["Conditions"][condition] if isinstance(condition, str) else condition
+        if "Fn::Not" in node:
+            return not holds(node["Fn::Not"][0])
+        if "Condition" in node:
+            return holds(node["Condition"])
+        left, right = node["Fn::Equals"]
+        return value_of(left) == value_of(right)
+
     def value_of(node: Any) -> str | None:
-        """A literal, a parameter's default, or Fn::If on an Fn::Equals condition; None for the rest."""
+        """A literal, a parameter's default, or Fn::If on a condition; None for the rest (AWS::NoValue too)."""
         if isinstance(node, str | int | float | bool):
             return str(node)
         if isinstance(node, dict) and "Ref" in node:
             return defaults.get(node["Ref"])
         if isinstance(node, dict) and "Fn::If" in node:
             condition, when_true, when_false = node["Fn::If"]
-            left, right = template["Conditions"][condition]["Fn::Equals"]
-            return value_of(when_true if value_of(left) == value_of(right) else when_false)
+            return value_of(when_true if holds(condition) else when_false)
         return None
 
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
