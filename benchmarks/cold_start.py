@@ -126,8 +126,9 @@ class FunctionReport:
         return statistics.median(a + b for a, b in zip(self.import_ms, self.sdk_ms, strict=True))
 
 
-def template_functions() -> tuple[dict[str, Any], dict[str, str]]:
-    """The template's functions and the Globals environment (literal values; references as names)."""
+def template_functions() -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """The template's functions and each one's environment as deployed with the defaults: literal
+    values, parameter defaults, conditions; a resource's name or ARN becomes a placeholder."""
     from cfnlint.decode import decode
 
     template, problems = decode(str(TEMPLATE))
@@ -151,18 +152,27 @@ def template_functions() -> tuple[dict[str, Any], dict[str, str]]:
         return value_of(left) == value_of(right)
 
     def value_of(node: Any) -> str | None:
-        """A literal, a parameter's default, or Fn::If on a condition; None for the rest (AWS::NoValue too)."""
+        """A literal, a parameter's default, or Fn::If on a condition; None for AWS::NoValue, and a
+        placeholder for what only a deploy knows (a resource's name or ARN)."""
         if isinstance(node, str | int | float | bool):
             return str(node)
+        if isinstance(node, dict) and node.get("Ref") == "AWS::NoValue":
+            return None
         if isinstance(node, dict) and "Ref" in node:
-            return defaults.get(node["Ref"])
+            return defaults.get(node["Ref"], f"cold-start-probe-{node['Ref']}")
         if isinstance(node, dict) and "Fn::If" in node:
             condition, when_true, when_false = node["Fn::If"]
             return value_of(when_true if holds(condition) else when_false)
-        return None
+        return "cold-start-probe"
 
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    env = {name: value for name, node in variables.items() if (value := value_of(node)) is not None}
+    def environment(variables: dict[str, Any]) -> dict[str, str]:
+        return {name: value for name, node in variables.items() if (value := value_of(node)) is not None}
+
+    shared = environment(template["Globals"]["Function"]["Environment"]["Variables"])
+    env = {
+        logical_id: shared | environment(((props.get("Environment") or {}).get("Variables")) or {})
+        for logical_id, props in functions.items()
+    }
     return functions, env
 
 
@@ -294,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for logical_id, props in functions.items()
     ]
     for report in reports:
-        time_imports(report, runtime, env, args.runs)
+        time_imports(report, runtime, env[report.logical_id], args.runs)
     sizes, how = build_sizes(functions, args.sam)
     for report in reports:
         report.size_bytes, report.zipped_bytes = sizes.get(report.logical_id, (0, 0))

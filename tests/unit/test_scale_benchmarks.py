@@ -42,7 +42,12 @@ def test_lambda_cost_counts_requests_and_gb_seconds() -> None:
 def test_the_cold_start_probe_reads_every_function_and_the_deployed_environment() -> None:
     functions, env = cold_start.template_functions()
     assert {"ApiFunction", "PollFunction", "AuthorizerFunction", "WebhookDeliveryFunction"} <= set(functions)
+    assert set(env) == set(functions)
+    api = env["ApiFunction"]
     # Fn::If on a parameter default: subsegments are off unless TraceSubsegments=true.
-    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
-    assert env["POWERTOOLS_SERVICE_NAME"] == "video-bridge"
+    assert api["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert api["POWERTOOLS_SERVICE_NAME"] == "video-bridge"
+    # The function's own variables too (a resource stands in as a placeholder); AWS::NoValue leaves one out.
+    assert api["STATE_MACHINE_ARN"].startswith("cold-start-probe") and api["POLL_INTERVAL_SECONDS"] == "5"
+    assert "AWS_ENDPOINT_URL" not in api and "STATE_MACHINE_ARN" not in env["PollFunction"]
     assert set(cold_start.TARGETS_MS) == {"ApiFunction", "PollFunction"}

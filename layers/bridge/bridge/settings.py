@@ -236,7 +236,10 @@ class _Loaded:
     def __call__(self, kind: type[S]) -> S:
         found = self._by_kind.get(kind)
         if found is None:
-            found = self._by_kind[kind] = _from_environment(kind)
+            # A group the function's model (loaded at cold start) holds is that very object: no
+            # second read of the environment, no second model to build.
+            holder = next((loaded for loaded in self._by_kind.values() if isinstance(loaded, kind)), None)
+            found = self._by_kind[kind] = holder if holder is not None else _from_environment(kind)
         return cast(S, found)
 
     def cache_clear(self) -> None:
