@@ -18,7 +18,13 @@ from bridge.outbound import ssrf_guard
 from bridge.outbound.pinned_post import pinned_url, post_pinned
 from bridge.outbound.retry_after import retry_after_seconds
 from bridge.outbound.ssrf_guard import CallbackTarget
-from bridge.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, DeliverySettings, SettingsError, get_settings
+from bridge.settings import (
+    DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+    MIN_RETRY_WINDOW_S,
+    DeliverySettings,
+    SettingsError,
+    get_settings,
+)
 from bridge.webhooks import sender
 from bridge.webhooks.signing import signature_headers, signing_keys
 
@@ -265,3 +271,16 @@ def test_a_record_without_time_for_an_attempt_goes_back_untouched_and_is_counted
     with pytest.raises(sender.OutOfTime):
         sender.deliver_record(record, NearlyOver())
     assert metrics.metric_set["WebhookDeliveryFailures"]["Value"] == [1.0]
+
+
+def test_the_default_schedule_spans_three_days_even_at_the_shortest_jitter() -> None:
+    s = settings()
+
+    def window(rand: float) -> int:
+        return sum(
+            sender.retry_delay(attempt, None, s, rand=lambda: rand) for attempt in range(1, s.webhook_max_attempts)
+        )
+
+    assert s.webhook_max_attempts == 17
+    assert window(0.5) == 358_955  # no jitter: the sum docs/webhooks.md works out
+    assert window(0.0) >= MIN_RETRY_WINDOW_S  # every delay 20 % short

@@ -98,6 +98,13 @@ def test_a_new_delivery_is_pending_in_round_one(table: str) -> None:
     assert delivery["created_at"] == delivery["updated_at"]
 
 
+def test_a_delivery_outlives_a_job_kept_less_long_than_its_retries(table: str) -> None:
+    job_expires = int(NOW.timestamp()) + 86_400  # JobRetentionDays=1
+    assert create(expires_at=job_expires)
+    kept = deliveries.get_delivery("task_1", "evt_1")
+    assert kept is not None and kept["expires_at"] == int(NOW.timestamp()) + deliveries.MIN_DELIVERY_LIFETIME_S
+
+
 def test_optional_fields_are_left_out_when_absent(table: str) -> None:
     assert create()
     item = raw()

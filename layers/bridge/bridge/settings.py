@@ -17,9 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # Router One asks clients never to poll a task more often than this.
 MIN_POLL_INTERVAL_S = 3
-# Retry delays (seconds) after each failed webhook attempt: 11 retries over about 40 hours
-# (at least 31.8 with the jitter), so a receiver down for a whole day still gets its events.
-DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 43200)
+# Retry delays (seconds) after each failed webhook attempt: backoff from 5 s to 12 h, then every
+# 12 h. 16 retries over 99.7 hours, at least 79.8 with the jitter (20 % shorter at most), so a
+# receiver down for three days, a long weekend, still gets its events.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, *(43200,) * 7)
+# What the default schedule must span at its shortest: the delivery services' usual 72 hours.
+MIN_RETRY_WINDOW_S = 72 * 3600
 
 Required = Annotated[str, Field(min_length=1)]
 PollInterval = Annotated[int, Field(ge=MIN_POLL_INTERVAL_S, le=300)]

@@ -27,6 +27,11 @@ class DeliveryStatus:
     FINAL = frozenset({DELIVERED, GONE, DEAD_LETTERED})
 
 
+# A delivery's row outlives the longest retry schedule the settings allow to be reasonable (the
+# default spans 99.7 hours at most 119.6 with jitter) and the dead-letter queue's 14 days.
+MIN_DELIVERY_LIFETIME_S = 14 * 86_400
+
+
 def create_delivery(
     *,
     task_id: str,
@@ -51,7 +56,8 @@ def create_delivery(
         "updated_at": iso(now),
     }
     if expires_at:
-        item["expires_at"] = expires_at
+        # Never before the retries could end: a job kept one day may still be retried for four.
+        item["expires_at"] = max(expires_at, int(now.timestamp()) + MIN_DELIVERY_LIFETIME_S)
     if owner_id:
         item[OWNER_FIELD] = owner_id
     try:
