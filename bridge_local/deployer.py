@@ -24,6 +24,7 @@ from bridge_local.cfn.intrinsics import Resolver, creation_order, parameter_valu
 from bridge_local.cfn.stack import DeployedStack, DeployError, ScheduledInvoke, SqsEventSource, one_at_a_time
 from bridge_local.cfn.state import DeployState
 from bridge_local.emulator import ACCOUNT_ID, EmbeddedAws, Handler, registry
+from bridge_local.function_env import with_own_environment
 from bridge_local.gateway_auth import ApiAuth, api_auth_of
 from bridge_local.iam import as_role
 from bridge_local.sam import Translated, load_template, translate
@@ -119,6 +120,7 @@ class _Deployer:
             handler = as_role(
                 import_handler(code_dir, str(props["Handler"]), module_name), self.state.function_roles[logical_id]
             )
+            handler = with_own_environment(handler, logical_id, self.state.function_envs[logical_id])
             self.state.handlers[logical_id] = handler
             registry.register(name, handler)
 
