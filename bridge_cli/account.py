@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from bridge_cli import format as fmt
-from bridge_cli.common import EXIT_OK, AddCommand, open_api, out, print_json
+from bridge_cli.common import AddCommand, open_api, show
 
 
 def add_account(command: AddCommand) -> None:
@@ -15,9 +16,10 @@ def add_account(command: AddCommand) -> None:
 def cmd_account(args: argparse.Namespace) -> int:
     with open_api(args) as api:
         account = api.account()
-    if args.json:
-        print_json(account)
-    else:
-        rows = [("owner_id", str(account.get("owner_id"))), ("operator", "yes" if account.get("operator") else "no")]
-        out(fmt.key_values(rows))
-    return EXIT_OK
+    return show(args, account, _account_rows)
+
+
+def _account_rows(account: dict[str, Any]) -> str:
+    return fmt.key_values(
+        [("owner_id", str(account.get("owner_id"))), ("operator", "yes" if account.get("operator") else "no")]
+    )

@@ -77,6 +77,15 @@ def print_json(value: Any) -> None:
     out(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def show(args: argparse.Namespace, answer: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> int:
+    """The API's answer as JSON with --json, else as `render` words it."""
+    if args.json:
+        print_json(answer)
+    else:
+        out(render(answer))
+    return EXIT_OK
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -24,6 +24,7 @@ from bridge_cli.common import (
     positive_float,
     positive_int,
     print_json,
+    show,
 )
 from bridge_cli.progress import ProgressDisplay, wait_for_outcome
 
@@ -185,11 +186,7 @@ def add_status(command: AddCommand) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     with open_api(args) as api:
         job = api.get(args.task_id)
-    if args.json:
-        print_json(job)
-    else:
-        out(fmt.job_block(job, now()))
-    return EXIT_OK
+    return show(args, job, lambda shown: fmt.job_block(shown, now()))
 
 
 def add_list(command: AddCommand) -> None:

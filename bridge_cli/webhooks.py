@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bridge_cli import format as fmt
-from bridge_cli.common import EXIT_OK, AddCommand, command_prefix, err, open_api, out, print_json
+from bridge_cli.common import EXIT_OK, AddCommand, command_prefix, err, open_api, out, print_json, show
 
 
 def add_webhooks(command: AddCommand) -> None:
@@ -16,11 +16,7 @@ def add_webhooks(command: AddCommand) -> None:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     with open_api(args) as api:
         answer = api.webhooks(args.task_id)
-    if args.json:
-        print_json(answer)
-    else:
-        out(fmt.deliveries_block(answer))
-    return EXIT_OK
+    return show(args, answer, fmt.deliveries_block)
 
 
 def add_redeliver(command: AddCommand) -> None:

@@ -27,7 +27,6 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
@@ -41,7 +40,7 @@ from bridge_local.gateway_responses import (
     GatewayResponses,
     missing_token_message,
 )
-from bridge_local.http_server import BackgroundServer, Environ, StartResponse, respond
+from bridge_local.http_server import BackgroundServer, Environ, Service, StartResponse, respond
 from bridge_local.proxy_event import (
     MAX_PAYLOAD_BYTES,
     TransportError,
@@ -133,7 +132,7 @@ class IntegrationTimeout(Exception):
     """The handler did not answer within the integration timeout."""
 
 
-class ApiFront:
+class ApiFront(Service):
     """Serves `routes` through `handler` as API Gateway would, on a werkzeug server."""
 
     def __init__(
@@ -185,17 +184,6 @@ class ApiFront:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> ApiFront:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- request → event → response
 

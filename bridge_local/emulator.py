@@ -19,7 +19,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, ClassVar
 
 import boto3
@@ -27,6 +26,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from bridge_local import iam
+from bridge_local.http_server import Service
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -190,7 +190,7 @@ def _apply_environ(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
-class EmbeddedAws:
+class EmbeddedAws(Service):
     """A moto server on 127.0.0.1 that boto3 clients made later in this process will reach.
 
     moto's backends are process-global, so every EmbeddedAws in a process is a door into the
@@ -335,17 +335,6 @@ class EmbeddedAws:
             )["FunctionArn"]
         registry.register(name, handler)
         return arn
-
-    def __enter__(self) -> EmbeddedAws:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextmanager

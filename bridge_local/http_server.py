@@ -45,6 +45,22 @@ RAW_HEADERS = "bridge_local.raw_headers"
 _logger = logging.getLogger(__name__)
 
 
+class Service:
+    """A local piece with `start()` and `stop()`, usable as `with piece:` (started on entry)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class DropConnection(ConnectionAbortedError):
     """Raised by an app that answered on the raw connection itself, or wants it to end unanswered.
 

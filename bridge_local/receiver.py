@@ -38,6 +38,7 @@ from bridge_local.http_server import (
     BackgroundServer,
     DropConnection,
     Environ,
+    Service,
     StartResponse,
     answer_keeping_connection,
     connection_of,
@@ -94,7 +95,7 @@ class ReceivedWebhook:
             return None
 
 
-class WebhookReceiver:
+class WebhookReceiver(Service):
     def __init__(
         self,
         secrets: Iterable[str] = (),
@@ -157,12 +158,6 @@ class WebhookReceiver:
             raise DropConnection
         # Kept open after the answer, as webhook endpoints do: tests show what a pooled sender does with that.
         answer_keeping_connection(environ, reply.status, reply.headers.items(), reply.body.encode("utf-8"))
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ behaviour
 

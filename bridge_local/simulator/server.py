@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any, Self
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -24,6 +23,7 @@ from bridge_local.http_server import (
     BackgroundServer,
     DropConnection,
     Environ,
+    Service,
     StartResponse,
     connection_of,
     hold_open,
@@ -185,7 +185,7 @@ def _route(engine: Engine, request: Request, default_url: str) -> _Reply:
     return _json_reply(200, engine.record(args["task_id"], base_url))
 
 
-class RouterOneSimulator:
+class RouterOneSimulator(Service):
     """Router One look-alike on a real port, for tests and the local runner."""
 
     def __init__(
@@ -334,14 +334,3 @@ class RouterOneSimulator:
         if self.verbose:
             with self._log_lock:
                 print(f"[router-one-sim] {line}", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -20,8 +20,6 @@ from bridge.errors import InvalidRequest, ServiceUnavailable, UpstreamTransientE
 from bridge.settings import UpstreamSettings, get_settings
 
 CALLER_KEY_HEADER = "X-Router-One-Key"
-# Set in a pass-through job's `poll_memory` (carried from poll to poll, and into continued executions).
-CALLER_KEY_FLAG = "caller_key"
 MAX_CALLER_KEY_LENGTH = 512
 # Printable ASCII without spaces: any API key format, nothing that could split a header.
 _KEY_SHAPE = re.compile(rf"[\x21-\x7e]{{1,{MAX_CALLER_KEY_LENGTH}}}")
