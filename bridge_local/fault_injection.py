@@ -174,10 +174,10 @@ class BridgeFaults:
 
     def _prepare_delivery(self, real: Callable[..., Any]) -> Callable[..., Any]:
         from bridge.outcomes.events import event_kind
-        from bridge.webhooks.dispatch import webhook_wanted
+        from bridge.webhooks.dispatch import callback_wants
 
         def prepare_delivery(job: JobRecord, event: dict[str, Any], now: Any, **kwargs: Any) -> Any:
-            if not webhook_wanted(job, event_kind(event)):
+            if not callback_wants(job, event_kind(event)):
                 return real(job, event, now, **kwargs)
             when = self._take(self._prepare, job.task_id)
             if when is None:

@@ -18,6 +18,10 @@ os.environ.setdefault("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:12345678901
 os.environ.setdefault("RECONCILE_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/reconcile-unit")
 os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", "idempotency-unit")
 os.environ.setdefault("WEBHOOK_DELIVERIES_TABLE_NAME", "deliveries-unit")
+os.environ.setdefault("WEBHOOK_ENDPOINTS_TABLE_NAME", "endpoints-unit")
+os.environ.setdefault("WEBHOOK_ENDPOINT_KEY_ID", "alias/endpoint-keys-unit")
+os.environ.setdefault("EVENT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:events-unit")
+os.environ.setdefault("EVENT_BUS_NAME", "events-unit")
 os.environ.setdefault("WEBHOOK_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-unit")
 os.environ.setdefault(
     "WEBHOOK_DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-dlq-unit"

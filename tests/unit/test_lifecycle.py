@@ -41,6 +41,7 @@ def emulator() -> Iterator[EmbeddedAws]:
         # The keys and indexes template.yaml gives its tables (the owner-status index on, as by default).
         create_table_like(dynamodb, "JobsTable", f"jobs-{suffix}")
         create_table_like(dynamodb, "WebhookDeliveriesTable", f"deliveries-{suffix}")
+        create_table_like(dynamodb, "WebhookEndpointsTable", f"endpoints-{suffix}")
         queue = embedded.client("sqs").create_queue(QueueName=f"reconcile-{suffix}")["QueueUrl"]
         machine = embedded.client("stepfunctions").create_state_machine(
             name=f"bridge-{suffix}", definition=json.dumps(WAITING), roleArn=DUMMY_ROLE_ARN
@@ -48,6 +49,7 @@ def emulator() -> Iterator[EmbeddedAws]:
         os.environ.update(
             JOBS_TABLE_NAME=f"jobs-{suffix}",
             WEBHOOK_DELIVERIES_TABLE_NAME=f"deliveries-{suffix}",
+            WEBHOOK_ENDPOINTS_TABLE_NAME=f"endpoints-{suffix}",
             RECONCILE_QUEUE_URL=queue,
             STATE_MACHINE_ARN=machine,
             # Checks are delayed two minutes by default; here they are read at once.

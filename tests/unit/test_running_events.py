@@ -36,8 +36,10 @@ def emulator() -> Iterator[EmbeddedAws]:
         # The key schemas of JobsTable and WebhookDeliveriesTable in template.yaml.
         create_table_like(dynamodb, "JobsTable", f"jobs-{suffix}")
         create_table_like(dynamodb, "WebhookDeliveriesTable", f"deliveries-{suffix}")
+        create_table_like(dynamodb, "WebhookEndpointsTable", f"endpoints-{suffix}")
         os.environ["JOBS_TABLE_NAME"] = f"jobs-{suffix}"
         os.environ["WEBHOOK_DELIVERIES_TABLE_NAME"] = f"deliveries-{suffix}"
+        os.environ["WEBHOOK_ENDPOINTS_TABLE_NAME"] = f"endpoints-{suffix}"
         os.environ["PROGRESS_EVENT_INTERVAL_SECONDS"] = str(INTERVAL_S)
         forget_cached_clients()
         yield embedded

@@ -43,6 +43,10 @@ def settings(**overrides: Any) -> DeliverySettings:
         webhook_dead_letter_queue_url="dlq",
         webhook_deliveries_table_name="d",
         webhook_queue_url="q",
+        webhook_endpoints_table_name="e",
+        webhook_endpoint_key_id="k",
+        event_topic_arn="arn:aws:sns:us-east-1:123456789012:t",
+        event_bus_name="b",
         **overrides,
     )
 

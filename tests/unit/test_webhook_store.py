@@ -264,5 +264,5 @@ def test_replacing_the_event_of_no_delivery_creates_nothing(table: str) -> None:
 
 
 def test_final_statuses() -> None:
-    assert {"delivered", "gone", "dead_lettered"} == DeliveryStatus.FINAL
+    assert {"delivered", "gone", "dead_lettered", "stopped"} == DeliveryStatus.FINAL
     assert DeliveryStatus.PENDING not in DeliveryStatus.FINAL and DeliveryStatus.RETRYING not in DeliveryStatus.FINAL

@@ -61,6 +61,22 @@ def deliveries_table() -> Table:
 
 
 @lru_cache(maxsize=1)
+def endpoints_table() -> Table:
+    name = get_settings(WebhookLogSettings).webhook_endpoints_table_name
+    return aws().resource("dynamodb", config=aws_config()).Table(name)
+
+
+@lru_cache(maxsize=1)
+def sns() -> Any:
+    return aws().client("sns", config=aws_config())
+
+
+@lru_cache(maxsize=1)
+def eventbridge() -> Any:
+    return aws().client("events", config=aws_config())
+
+
+@lru_cache(maxsize=1)
 def stepfunctions() -> Any:
     return aws().client("stepfunctions", config=aws_config())
 
@@ -141,6 +157,9 @@ def reset() -> None:
         aws_config,
         jobs_table,
         deliveries_table,
+        endpoints_table,
+        sns,
+        eventbridge,
         stepfunctions,
         sqs,
         kms,

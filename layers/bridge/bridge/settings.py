@@ -123,6 +123,8 @@ class PollingSettings(_Group):
 class WebhookLogSettings(_Group):
     # Where deliveries are logged and queued.
     webhook_deliveries_table_name: Required
+    # Registered endpoints: read by everything that queues events, to fan each out to its owner's.
+    webhook_endpoints_table_name: Required
     webhook_queue_url: Required
     # Loopback and plain http callbacks: for the local run and tests only, never in a deployed stack.
     webhook_allow_loopback: bool = False
@@ -160,6 +162,20 @@ class WebhookSendingSettings(_Group):
         return len(self.webhook_retry_schedule) + 1
 
 
+class EndpointKeySettings(_Group):
+    # Seals each registered endpoint's signing keys (a KMS-encrypted attribute of its row).
+    webhook_endpoint_key_id: Required
+
+
+class EndpointHealthSettings(_Group):
+    # An endpoint whose deliveries have all failed for this long is disabled (Svix's 5 days).
+    endpoint_disable_after_seconds: int = Field(default=5 * 86_400, ge=60)
+    # Where its owner hears of it: the stack's topic and bus, as for job events.
+    event_topic_arn: Required
+    event_bus_name: Required
+    event_source: str = Field(default="router-one.video-bridge", min_length=1)
+
+
 class IdempotencySettings(_Group):
     # Idempotency-Key on submit: where first answers are kept, and for how long.
     idempotency_table_name: Required
@@ -188,6 +204,7 @@ class ApiSettings(
     TrackingSettings,
     OutcomeCheckSettings,
     WebhookLogSettings,
+    EndpointKeySettings,
     IdempotencySettings,
 ):
     pass
@@ -197,7 +214,9 @@ class PollSettings(JobTableSettings, UpstreamSettings, PollingSettings, OutcomeC
     pass
 
 
-class DeliverySettings(JobTableSettings, WebhookLogSettings, WebhookSendingSettings):
+class DeliverySettings(
+    JobTableSettings, WebhookLogSettings, WebhookSendingSettings, EndpointKeySettings, EndpointHealthSettings
+):
     pass
 
 

@@ -126,3 +126,30 @@ def build_running_event(
 
 def detail_type(status: JobStatus) -> str:
     return DETAIL_TYPES[status]
+
+
+ENDPOINT_DISABLED = "webhook.endpoint.disabled"
+ENDPOINT_DISABLED_DETAIL_TYPE = "Webhook Endpoint Disabled"
+
+
+def endpoint_disabled_event_id(endpoint_id: str, disabled_at: str) -> str:
+    return f"evt_{uuid.uuid5(_EVENT_NAMESPACE, f'{endpoint_id}/disabled/{disabled_at}').hex}"
+
+
+def build_endpoint_disabled_event(
+    *, owner_id: str, endpoint_id: str, url: str, reason: str, disabled_at: str, failing_since: str | None
+) -> dict[str, Any]:
+    """Tells an endpoint's owner it was disabled: it answered 410, or failed for the whole allowed period."""
+    return {
+        "id": endpoint_disabled_event_id(endpoint_id, disabled_at),
+        "type": ENDPOINT_DISABLED,
+        "time": disabled_at,
+        "data": {
+            "owner_id": owner_id,
+            "endpoint_id": endpoint_id,
+            "url": url,
+            "reason": reason,
+            "failing_since": failing_since,
+            "disabled_at": disabled_at,
+        },
+    }

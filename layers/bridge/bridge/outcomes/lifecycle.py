@@ -6,8 +6,6 @@ generation itself runs on upstream and is billed there.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -20,6 +18,7 @@ from bridge.outcomes import checks
 from bridge.outcomes.ending import end_job
 from bridge.settings import TrackingSettings, get_settings
 from bridge.store import job_lists, jobs
+from bridge.store.cursors import decode_cursor, encode_cursor
 from bridge.store.job_record import JobRecord
 from bridge.tenancy import Caller
 from bridge.timeutil import utcnow
@@ -84,36 +83,10 @@ def list_jobs(caller: Caller, *, status: str | None, limit: int | None, cursor: 
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
     listing = job_lists.JobList.of(owner_id=caller.read_scope(), status=status)
-    items, last_key = job_lists.list_jobs(listing, limit=size, start_key=_decode_cursor(cursor, listing))
+    items, last_key = job_lists.list_jobs(listing, limit=size, start_key=decode_cursor(cursor, listing.holds))
     return {
         "object": "list",
         "data": [item.public_view() for item in items],
         "has_more": last_key is not None,
-        "next_cursor": _encode_cursor(last_key) if last_key else None,
+        "next_cursor": encode_cursor(last_key) if last_key else None,
     }
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, listing: job_lists.JobList) -> dict[str, Any] | None:
-    """The start key inside `cursor`, which must be a position in this very list.
-
-    A cursor of another list (another owner's, another status, an operator's) is a 400: it would
-    start the query in a partition the caller did not ask for, and DynamoDB refuses keys of
-    another shape outright.
-    """
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        key = None
-    if (
-        not isinstance(key, dict)
-        or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in key.values())
-        or not listing.holds(key)
-    ):
-        raise InvalidRequest("'cursor' is not a cursor this API returned for this list", param="cursor")
-    return key

@@ -1,4 +1,10 @@
-"""The webhook delivery log (DynamoDB): one item per job and event, every attempt inside it.
+"""The webhook delivery log (DynamoDB): one item per job, event and destination, every attempt inside it.
+
+A destination is the job's own `callback_url` or one of its owner's registered endpoints. The
+item's sort key (named `event_id` from before endpoints existed) is the delivery's `webhook-id`:
+the event's id for the callback URL, `<event id>_<endpoint id>` for an endpoint, so every
+delivery of one event starts with the event's id. Endpoint deliveries are also indexed by
+endpoint, newest first (the endpoint's delivery log and its recovery read that index).
 
 Writes are conditional on the delivery's round and attempt counter, so a duplicate queue
 message or a stale chain from before a redelivery can neither log twice nor fork the retries.
@@ -23,8 +29,25 @@ class DeliveryStatus:
     DELIVERED = "delivered"  # a 2xx answer
     GONE = "gone"  # the receiver answered 410: no further attempts
     DEAD_LETTERED = "dead_lettered"  # retries ran out (dead_letter_reason); a copy sits in the dead-letter queue
+    STOPPED = "stopped"  # its endpoint was disabled or deleted before it got through (stopped_reason)
 
-    FINAL = frozenset({DELIVERED, GONE, DEAD_LETTERED})
+    FINAL = frozenset({DELIVERED, GONE, DEAD_LETTERED, STOPPED})
+    # What an endpoint's recovery sends again.
+    FAILED = frozenset({GONE, DEAD_LETTERED, STOPPED})
+
+
+ENDPOINT_INDEX = "EndpointIndex"
+_ENDPOINT_SEPARATOR = "_"
+
+
+def delivery_id_for(event_id: str, endpoint_id: str | None) -> str:
+    """The webhook-id of one event's delivery to one destination (None: the job's callback URL)."""
+    return f"{event_id}{_ENDPOINT_SEPARATOR}{endpoint_id}" if endpoint_id else event_id
+
+
+def event_id_of(delivery_id: str) -> str:
+    """The event a delivery carries: event ids are `evt_` and 32 hex digits."""
+    return delivery_id[: len("evt_") + 32] if delivery_id.startswith("evt_") else delivery_id
 
 
 # A delivery's row outlives the longest retry schedule the settings allow to be reasonable (the
@@ -36,18 +59,18 @@ def create_delivery(
     *,
     task_id: str,
     event: dict[str, Any],
-    callback_url: str,
     now: datetime,
     expires_at: int | None,
+    callback_url: str | None = None,
+    endpoint_id: str | None = None,
     owner_id: str | None = None,
 ) -> bool:
-    """Log a new delivery in round 1; False if this job already has one for this event."""
+    """Log a new delivery to one destination in round 1; False if it is logged already."""
     item: dict[str, Any] = {
         "task_id": task_id,
-        "event_id": event["id"],
+        "event_id": delivery_id_for(event["id"], endpoint_id),
         "event_type": event["type"],
         "event": json.dumps(event, separators=(",", ":")),
-        "callback_url": callback_url,
         "status": DeliveryStatus.PENDING,
         "round": 1,
         "attempt_count": 0,
@@ -55,6 +78,10 @@ def create_delivery(
         "created_at": iso(now),
         "updated_at": iso(now),
     }
+    if endpoint_id:
+        item["endpoint_id"] = endpoint_id
+    else:
+        item["callback_url"] = callback_url
     if expires_at:
         # Never before the retries could end: a job kept one day may still be retried for four.
         item["expires_at"] = max(expires_at, int(now.timestamp()) + MIN_DELIVERY_LIFETIME_S)
@@ -156,16 +183,24 @@ def handed_on(task_id: str, event_id: str, *, round_no: int, attempt: int) -> No
             raise
 
 
-def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) -> int | None:
-    """Begin a redelivery: the next round, from attempt 1. None once `max_rounds` were used."""
+def start_round(
+    task_id: str, event_id: str, *, now: datetime, max_rounds: int, only_statuses: frozenset[str] | None = None
+) -> int | None:
+    """Begin a redelivery: the next round, from attempt 1. None once `max_rounds` were used, or
+    when `only_statuses` is given and the delivery is in none of them."""
+    condition = "attribute_exists(event_id) AND #round < :max"
+    extra: dict[str, Any] = {}
+    if only_statuses:
+        extra = {f":only{i}": status for i, status in enumerate(sorted(only_statuses))}
+        condition += f" AND #status IN ({', '.join(extra)})"
     try:
         updated = deliveries_table().update_item(
             Key={"task_id": task_id, "event_id": event_id},
             UpdateExpression=(
                 "SET #round = #round + :one, attempt_count = :zero, #status = :pending, "
-                "next_attempt_at = :null, updated_at = :now REMOVE hand_on_pending, dead_letter_reason"
+                "next_attempt_at = :null, updated_at = :now REMOVE hand_on_pending, dead_letter_reason, stopped_reason"
             ),
-            ConditionExpression="attribute_exists(event_id) AND #round < :max",
+            ConditionExpression=condition,
             ExpressionAttributeNames={"#round": "round", "#status": "status"},
             ExpressionAttributeValues={
                 ":one": 1,
@@ -174,7 +209,8 @@ def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) 
                 ":null": None,
                 ":now": iso(now),
                 ":max": max_rounds,
-            },
+            }
+            | extra,
             ReturnValues="UPDATED_NEW",
         )
     except aws_errors.ClientError as exc:
@@ -185,19 +221,94 @@ def start_round(task_id: str, event_id: str, *, now: datetime, max_rounds: int) 
 
 
 def replace_event(task_id: str, event: dict[str, Any]) -> None:
-    """Swap in an enriched copy of a delivery's event, as long as nothing was sent yet."""
+    """Swap in an enriched copy of an event in each of its deliveries that sent nothing yet."""
+    query: dict[str, Any] = {
+        "KeyConditionExpression": "task_id = :task_id AND begins_with(event_id, :event_id)",
+        "ExpressionAttributeValues": {":task_id": task_id, ":event_id": event["id"]},
+        "ProjectionExpression": "event_id",
+    }
+    delivery_ids: list[str] = []
+    while True:
+        page = deliveries_table().query(**query)
+        delivery_ids.extend(item["event_id"] for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    body = json.dumps(event, separators=(",", ":"))
+    for delivery_id in delivery_ids:
+        try:
+            deliveries_table().update_item(
+                Key={"task_id": task_id, "event_id": delivery_id},
+                UpdateExpression="SET event = :event",
+                ConditionExpression="attempt_count = :zero AND #round = :one",
+                ExpressionAttributeNames={"#round": "round"},
+                ExpressionAttributeValues={":event": body, ":zero": 0, ":one": 1},
+            )
+        except aws_errors.ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+
+def stop_delivery(task_id: str, delivery_id: str, *, round_no: int, reason: str, now: datetime) -> bool:
+    """End an unfinished delivery without an attempt (its endpoint is disabled or gone)."""
     try:
         deliveries_table().update_item(
-            Key={"task_id": task_id, "event_id": event["id"]},
-            UpdateExpression="SET event = :event",
-            ConditionExpression="attempt_count = :zero AND #round = :one",
-            ExpressionAttributeNames={"#round": "round"},
+            Key={"task_id": task_id, "event_id": delivery_id},
+            UpdateExpression=(
+                "SET #status = :stopped, stopped_reason = :reason, next_attempt_at = :null, updated_at = :now "
+                "REMOVE hand_on_pending"
+            ),
+            ConditionExpression="#round = :round AND NOT (#status IN (:delivered, :gone, :dead, :stopped))",
+            ExpressionAttributeNames={"#round": "round", "#status": "status"},
             ExpressionAttributeValues={
-                ":event": json.dumps(event, separators=(",", ":")),
-                ":zero": 0,
-                ":one": 1,
+                ":stopped": DeliveryStatus.STOPPED,
+                ":reason": reason,
+                ":null": None,
+                ":now": iso(now),
+                ":round": round_no,
+                ":delivered": DeliveryStatus.DELIVERED,
+                ":gone": DeliveryStatus.GONE,
+                ":dead": DeliveryStatus.DEAD_LETTERED,
             },
         )
     except aws_errors.ClientError as exc:
         if not is_conditional_failure(exc):
             raise
+        return False
+    return True
+
+
+def endpoint_deliveries(
+    endpoint_id: str,
+    *,
+    limit: int,
+    start_key: dict[str, Any] | None,
+    statuses: frozenset[str] | None = None,
+    since: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of an endpoint's deliveries, newest first; `statuses` filters, `since` bounds by creation.
+
+    The status filter applies after the read, so a page may hold fewer than `limit` rows (or none)
+    and still have more after it: each page reads at most `limit` rows.
+    """
+    condition = "endpoint_id = :endpoint"
+    values: dict[str, Any] = {":endpoint": endpoint_id}
+    if since:
+        condition += " AND created_at >= :since"
+        values[":since"] = since
+    query: dict[str, Any] = {
+        "IndexName": ENDPOINT_INDEX,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if statuses:
+        names = {f":s{i}": status for i, status in enumerate(sorted(statuses))}
+        query["FilterExpression"] = f"#status IN ({', '.join(names)})"
+        query["ExpressionAttributeNames"] = {"#status": "status"}
+        values |= names
+    if start_key:
+        query["ExclusiveStartKey"] = start_key
+    page = deliveries_table().query(**query)
+    return [plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")

@@ -1,6 +1,6 @@
 """`started` and `progress` events of a job still running: which one is due, and for which channels.
 
-Webhooks get them when the job's filter asks; SNS and EventBridge when the stack enables them
+Webhooks get them when the job's filter or one of its owner's endpoints asks; SNS and EventBridge when the stack enables them
 (PublishRunningEvents). Either way `started` goes out once, and `progress` at most once per
 interval and only when the value moved, so no receiver is flooded.
 
@@ -38,15 +38,17 @@ def running_notice(
 ) -> RunningNotice:
     settings = get_settings(PollingSettings)
     on_bus = settings.publish_running_events
-    hooked = previous.webhook_events_filter or [] if previous.callback_url else []
+    started_due = _started_due(previous, state=state, status=status)
+    progress_moved = progress is not None and progress != previous.progress
+    # Asked only when an event could be due: the registered endpoints are a read of their own.
+    hooked = dispatch.wanted_kinds(previous) if (started_due or progress_moved) and not on_bus else set()
     kind = None
-    if _started_due(previous, state=state, status=status):
+    if started_due:
         kind = "started" if on_bus or "started" in hooked else None
     if (
         kind is None
         and (on_bus or "progress" in hooked)
-        and progress is not None
-        and progress != previous.progress
+        and progress_moved
         and jobs.claim_progress_notification(
             state.task_id, progress=progress, now=now, min_interval_s=settings.progress_event_interval_seconds
         )

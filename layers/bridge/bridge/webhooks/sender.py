@@ -22,11 +22,13 @@ from bridge.outbound import deadlines
 from bridge.outbound.pinned_post import MAX_LOGGED_BODY, AttemptResult, post_pinned
 from bridge.outbound.ssrf_guard import check_callback_url
 from bridge.settings import DeliverySettings, get_settings
-from bridge.store import deliveries, jobs
+from bridge.store import deliveries, endpoints, jobs
 from bridge.store.deliveries import DeliveryStatus
+from bridge.store.endpoints import Endpoint
 from bridge.timeutil import iso, parse_iso, utcnow
-from bridge.webhooks.dispatch import DeliveryMessage, enqueue
-from bridge.webhooks.signing import current_signing_keys, signature_headers
+from bridge.webhooks import endpoint_health, endpoint_keys, recovery
+from bridge.webhooks.dispatch import DeliveryMessage, FanOutMessage, RecoveryMessage, enqueue, parse_message
+from bridge.webhooks.signing import current_signing_keys, signature_headers, standard_headers
 
 USER_AGENT = "router-one-video-bridge-webhooks/1"
 # Of a message that is no delivery, this much goes into the dead-letter queue.
@@ -37,6 +39,8 @@ MAX_KEPT_BODY = 4096
 # follows. A record is taken only when the function has the attempt's timeout plus this much left.
 RECORD_OVERHEAD_S = 5.0
 DEAD_LETTER_REASON = "retries_exhausted"
+# Deliveries held back by an endpoint's Retry-After resume over this many seconds, not all at once.
+THROTTLE_SPREAD_S = 5.0
 HANDED_ON = "handed_on"
 
 
@@ -60,12 +64,18 @@ def deliver_record(record: SQSRecord, lambda_context: deadlines.RemainingTime | 
         _hand_back_now(record)
         raise OutOfTime(f"less than {needed_s:g} s left in this invocation; the message goes back unprocessed")
     try:
-        message = DeliveryMessage.model_validate_json(record.body)
+        message = parse_message(record.body)
     except ValueError as exc:  # pydantic's ValidationError is one, for bad JSON too
         _count_failure()
         _dead_letter_unreadable(record.body, exc)
         return "unreadable"
     try:
+        if isinstance(message, FanOutMessage):
+            for delivery in message.deliveries():
+                enqueue(delivery, delay_s=0)
+            return "fanned_out"
+        if isinstance(message, RecoveryMessage):
+            return recovery.resend_page(message.recover)
         # However the attempt goes, it must leave time to log it before the function is stopped.
         with deadlines.lambda_budget(lambda_context, reserve_s=RECORD_OVERHEAD_S):
             return deliver(message)
@@ -99,14 +109,28 @@ def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None 
         _hand_on(delivery, message, status, next_at, last, now)
         logger.info("webhook attempt already logged; handed on again", extra={"status": status})
         return HANDED_ON
+    endpoint = _endpoint_of(delivery)
+    if endpoint is not None and endpoint.disable_notice:
+        endpoint_health.send_notice(endpoint)  # owed by a sender that stopped after disabling it
     if delivery["round"] != message.round or status in DeliveryStatus.FINAL or logged >= message.attempt:
         logger.info("stale or duplicate webhook message, dropped", extra={"status": status})
         return "stale"
     if message.due_at and now.timestamp() < message.due_at - 1:
         enqueue(message, delay_s=message.due_at - now.timestamp())
         return "deferred"
+    if delivery.get("endpoint_id"):
+        if endpoint is None or not endpoint.enabled:
+            reason = "endpoint_deleted" if endpoint is None else "endpoint_disabled"
+            deliveries.stop_delivery(message.task_id, message.event_id, round_no=message.round, reason=reason, now=now)
+            logger.info("webhook delivery stopped", extra={"reason": reason})
+            return DeliveryStatus.STOPPED
+        if endpoint.throttled_until and now.timestamp() < endpoint.throttled_until:
+            # The endpoint asked every sender to wait; spread the waiting ones over a few seconds.
+            due = endpoint.throttled_until + random.uniform(0, THROTTLE_SPREAD_S)
+            enqueue(message.model_copy(update={"due_at": due}), delay_s=due - now.timestamp())
+            return "throttled"
 
-    result = attempt_delivery(delivery, settings)
+    result = attempt_delivery(delivery, settings, endpoint)
     entry: dict[str, Any] = {
         "round": message.round,
         "attempt": message.attempt,
@@ -145,6 +169,8 @@ def deliver(raw_message: dict[str, Any] | DeliveryMessage, now: datetime | None 
         logger.info("webhook attempt logged by a duplicate message", extra={"attempt": message.attempt})
         return "stale"
     _count(outcome, result)
+    if endpoint is not None:
+        endpoint_health.after_attempt(endpoint, result, now)
     logger.info(
         "webhook attempt",
         extra={
@@ -185,31 +211,44 @@ def _hand_on(
     deliveries.handed_on(message.task_id, message.event_id, round_no=message.round, attempt=message.attempt)
 
 
-def attempt_delivery(delivery: dict[str, Any], settings: DeliverySettings) -> AttemptResult:
+def attempt_delivery(
+    delivery: dict[str, Any], settings: DeliverySettings, endpoint: Endpoint | None = None
+) -> AttemptResult:
     """One attempt; never raises. Whatever goes wrong, in the request or before it (the URL check,
     the signing secret, a bug), is this attempt's failure, logged and retried on the schedule."""
     started = time.monotonic()
     try:
-        return _attempt(delivery, settings)
+        return _attempt(delivery, settings, endpoint)
     except Exception as exc:
         logger.exception("webhook attempt failed outside the request")
         return AttemptResult(None, int((time.monotonic() - started) * 1000), f"could not attempt: {_describe(exc)}")
 
 
-def _attempt(delivery: dict[str, Any], settings: DeliverySettings) -> AttemptResult:
-    """Check the URL again (DNS may have changed), sign, and POST to the checked address."""
+def _attempt(delivery: dict[str, Any], settings: DeliverySettings, endpoint: Endpoint | None) -> AttemptResult:
+    """Check the URL again (DNS may have changed), sign, and POST to the checked address.
+
+    An endpoint's delivery goes to the endpoint's URL as it is now, signed with its own keys; a
+    callback delivery to the job's URL, signed with the stack's secret.
+    """
     try:
         target = check_callback_url(
-            delivery["callback_url"],
+            endpoint.url if endpoint else delivery["callback_url"],
             allow_http=settings.webhook_allow_loopback,
             allow_loopback=settings.webhook_allow_loopback,
         )
     except InvalidRequest as exc:
         return AttemptResult(None, 0, f"refused: {exc.message}")
     body: str = delivery["event"]  # the exact bytes that are signed
-    headers = signature_headers(
-        current_signing_keys(), message_id=delivery["event_id"], timestamp=utcnow(), body=body
-    ) | {"user-agent": USER_AGENT}
+    message_id, timestamp = delivery["event_id"], utcnow()
+    if endpoint is None:
+        signed = signature_headers(current_signing_keys(), message_id=message_id, timestamp=timestamp, body=body)
+    else:
+        keys = endpoint_keys.unseal(endpoint).active(timestamp)
+        signature = endpoint_keys.signatures(
+            keys, endpoint.signature_versions, message_id=message_id, timestamp=timestamp, body=body
+        )
+        signed = standard_headers(message_id=message_id, timestamp=timestamp, signature=signature)
+    headers = signed | {"user-agent": USER_AGENT}
     return post_pinned(
         webhook_http_client(),
         target,
@@ -217,6 +256,13 @@ def _attempt(delivery: dict[str, Any], settings: DeliverySettings) -> AttemptRes
         headers=headers,
         timeout_s=settings.webhook_timeout_seconds,
     )
+
+
+def _endpoint_of(delivery: dict[str, Any]) -> Endpoint | None:
+    endpoint_id, owner_id = delivery.get("endpoint_id"), delivery.get("owner_id")
+    if not endpoint_id or not owner_id:
+        return None
+    return endpoints.get_endpoint(owner_id, endpoint_id)
 
 
 def _describe(exc: Exception) -> str:

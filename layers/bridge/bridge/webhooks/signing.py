@@ -1,4 +1,6 @@
-"""Standard Webhooks signatures with the stack's signing secret (Secrets Manager).
+"""Standard Webhooks signatures of callback URLs, with the stack's signing secret (Secrets Manager).
+
+Registered endpoints have keys of their own (`bridge.webhooks.endpoint_keys`).
 
 The secret holds {"current": "whsec_…", "previous": "whsec_…"}. During a rotation both are
 set and every delivery carries two signatures, so receivers can switch secrets at their pace.
@@ -47,11 +49,18 @@ def current_signing_keys() -> list[Webhook]:
 
 def signature_headers(keys: list[Webhook], *, message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
     """The three Standard Webhooks headers; one space-separated signature per active key."""
-    signatures = " ".join(key.sign(message_id, timestamp, body) for key in keys)
+    return standard_headers(
+        message_id=message_id,
+        timestamp=timestamp,
+        signature=" ".join(key.sign(message_id, timestamp, body) for key in keys),
+    )
+
+
+def standard_headers(*, message_id: str, timestamp: datetime, signature: str) -> dict[str, str]:
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": signatures,
+        "webhook-signature": signature,
     }
 
 
