@@ -68,7 +68,9 @@ class EventLog:
 
     def add(self, event: dict[str, Any]) -> None:
         body = event.get("event") or {}
-        task_id = (body.get("data") or {}).get("task_id") if isinstance(body, dict) else None
+        data = (body.get("data") or {}) if isinstance(body, dict) else {}
+        # Job events by their task; an endpoint's events (webhook.endpoint.disabled) by the endpoint.
+        task_id = data.get("task_id") or data.get("endpoint_id")
         with self.arrived:
             self.by_task[task_id or "?"][event["channel"]].append(event)
             self.arrived.notify_all()
