@@ -12,12 +12,25 @@ How it answers, first match wins:
        ?drip_s=S        with drip and endless, seconds between two bytes (default 0.5)
   3. 200 if the signature verifies, 401 if it does not.
 
+What verifies: a Standard Webhooks v1 signature (HMAC) with one of the secrets it was given (the
+stack's), or, on a path where a registered webhook endpoint delivers (`register_endpoint`, or a
+POST to the loopback-only admin route ENDPOINT_KEYS_PATH, which `python -m
+bridge_local.receiver_endpoint` uses), that endpoint's own keys: v1 with its `whsec_` secret and
+v1a (Ed25519) with its `whpk_` public keys, checked with PyNaCl, apart from the code that signs.
+Each request records the check of each scheme (`ReceivedWebhook.checks`: `v1 ok (current), v1a ok
+(current)`, both keys during a rotation's overlap); an endpoint's delivery verifies when at least
+one scheme verified and none failed.
+
 With an `ssl_context` (see `bridge_local.tls`) it serves https, so tests can point several host
 names at it and see which certificate each connection checks.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import ipaddress
 import itertools
 import json
 import socket
@@ -25,11 +38,13 @@ import ssl
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug.wrappers import Request
 
@@ -54,6 +69,12 @@ from bridge_local.http_server import (
 MODES = ("whole", "drip", "hang", "endless")
 # A misbehaving answer stops after this long even if the sender never leaves.
 HOLD_LIMIT_S = 600.0
+# The admin route (loopback callers only) where a registered endpoint's keys are handed over:
+# POST the endpoint object as the API answers it, with its `secret`; GET lists what is known.
+ENDPOINT_KEYS_PATH = "/_receiver/endpoint-keys"
+# As Standard Webhooks' own check: a signature more than 5 minutes off the clock does not verify.
+TIMESTAMP_TOLERANCE_S = 300
+V1, V1A = "v1", "v1a"
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,56 @@ class Reply:
             raise ValueError("drip_s must be more than 0 and at most 60 seconds")
 
 
+@dataclass(frozen=True)
+class SchemeCheck:
+    """How one signature scheme of a request checked out.
+
+    outcome: "ok" (a signature verified with `keys`), "failed" (signatures of this scheme came and
+    none verified, or the headers around them are wrong), "missing" (the receiver has keys of this
+    scheme but the request carries no such signature), "no key" (signatures the receiver has no key for).
+    """
+
+    scheme: str
+    outcome: str
+    keys: tuple[str, ...] = ()  # which keys verified: "current", "previous", "stack secret"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"{self.scheme} ok ({' + '.join(self.keys)})"
+        if self.outcome == "failed":
+            return f"{self.scheme} FAILED: {self.error}"
+        return f"{self.scheme} {self.outcome}"
+
+
+@dataclass(frozen=True)
+class EndpointKey:
+    """One generation of a registered endpoint's keys, as far as the receiver knows them."""
+
+    label: str  # "current" or "previous"
+    public_key: str | None = None  # whpk_…: base64 of the 32 raw Ed25519 public key bytes (v1a)
+    secret: str | None = field(default=None, repr=False)  # whsec_… (v1)
+
+
+@dataclass(frozen=True)
+class RegisteredEndpoint:
+    endpoint_id: str
+    path: str
+    keys: tuple[EndpointKey, ...]
+
+    def summary(self) -> dict[str, Any]:
+        """What the admin route shows: never a secret, only whether one is known."""
+        return {
+            "id": self.endpoint_id,
+            "path": self.path,
+            "keys": [{"label": k.label, "v1": k.secret is not None, "v1a": k.public_key} for k in self.keys],
+        }
+
+
 @dataclass
 class ReceivedWebhook:
     path: str
@@ -82,6 +153,13 @@ class ReceivedWebhook:
     verify_error: str | None
     answered: int
     received_at: float
+    checks: tuple[SchemeCheck, ...] = ()  # each scheme's check (see SchemeCheck)
+    endpoint_ids: tuple[str, ...] = ()  # the registered endpoints whose keys the request was checked with
+
+    @property
+    def signatures(self) -> str:
+        """Which schemes verified, with which key: `v1 ok (current), v1a ok (current)`."""
+        return ", ".join(str(check) for check in self.checks)
 
     @property
     def webhook_id(self) -> str | None:
@@ -110,6 +188,7 @@ class WebhookReceiver(Service):
         self._stopping = threading.Event()
         self._on_delivery = on_delivery
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._endpoints: dict[str, RegisteredEndpoint] = {}
         self._seen_per_id: dict[str, int] = defaultdict(int)
         self.received: list[ReceivedWebhook] = []
         self._changed = threading.Condition()
@@ -145,6 +224,8 @@ class WebhookReceiver(Service):
 
     def _app(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         request = Request(environ)
+        if request.path == ENDPOINT_KEYS_PATH:
+            return self._admin(environ, request, start_response)
         if request.method != "POST":
             return respond(start_response, 501, [], b"webhooks are POSTed")
         headers = {name.lower(): value for name, value in environ[RAW_HEADERS]}
@@ -168,7 +249,7 @@ class WebhookReceiver(Service):
 
     def _handle(self, raw_path: str, headers: dict[str, str], body: str) -> Reply:
         parts = urlsplit(raw_path)
-        verified, error = self._verify(body, headers)
+        verified, error, checks, endpoint_ids = self._check(parts.path, body, headers)
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         webhook_id = headers.get("webhook-id", "")
         with self._changed:
@@ -185,6 +266,8 @@ class WebhookReceiver(Service):
             verify_error=error,
             answered=reply.status,
             received_at=time.time(),
+            checks=checks,
+            endpoint_ids=endpoint_ids,
         )
         with self._changed:
             self.received.append(record)
@@ -220,6 +303,26 @@ class WebhookReceiver(Service):
             if send_slowly(connection, [head], pause_s=0, **timing):
                 send_slowly(connection, _bytes_of(itertools.cycle(b"still going ")), pause_s=reply.drip_s, **timing)
 
+    def _check(
+        self, path: str, body: str, headers: dict[str, str]
+    ) -> tuple[bool, str | None, tuple[SchemeCheck, ...], tuple[str, ...]]:
+        """The stack secret's check, or on a registered endpoint's path that endpoint's keys' (the
+        stack secret still verifies there: a job's own callback_url may point at the same path)."""
+        with self._changed:
+            registered = [endpoint for endpoint in self._endpoints.values() if endpoint.path == path]
+        ids = tuple(endpoint.endpoint_id for endpoint in registered)
+        if registered:
+            checks = check_endpoint_signatures(body, headers, registered)
+            if any(check.ok for check in checks) and not any(check.outcome == "failed" for check in checks):
+                return True, None, checks, ids
+            if self._verifiers and self._verify(body, headers)[0]:
+                return True, None, (SchemeCheck(V1, "ok", ("stack secret",)),), ids
+            summary = ", ".join(str(check) for check in checks) or "no signature"
+            return False, summary, checks, ids
+        verified, error = self._verify(body, headers)
+        stack = SchemeCheck(V1, "ok", ("stack secret",)) if verified else SchemeCheck(V1, "failed", error=error)
+        return verified, error, (stack,), ()
+
     def _verify(self, body: str, headers: dict[str, str]) -> tuple[bool, str | None]:
         if not self._verifiers:
             return False, "no secret to verify with"
@@ -231,6 +334,85 @@ class WebhookReceiver(Service):
             except WebhookVerificationError as exc:
                 error = str(exc)
         return False, error
+
+    # ------------------------------------------------------------------ registered endpoints
+
+    def register_endpoint(
+        self,
+        endpoint_id: str,
+        url_or_path: str,
+        *,
+        secret: str | None = None,
+        public_keys: Iterable[str | Mapping[str, Any]] = (),
+    ) -> RegisteredEndpoint:
+        """Verify deliveries to this path with this endpoint's keys from now on.
+
+        `public_keys` as the endpoint object lists them: the one without `expires_at` is current,
+        one with it the previous (during a rotation's overlap). `secret` is the current v1 secret
+        (a create's or a rotation's answer). After a rotation, the secret the receiver held with
+        the key that is now the previous one stays, as previous: both then verify. Registering an
+        endpoint id again replaces what was known of it; ValueError for a malformed key.
+        """
+        if not endpoint_id:
+            raise ValueError("an endpoint id is needed")
+        path = urlsplit(url_or_path).path or "/"
+        if secret is not None:
+            _check_secret(secret)
+        given = [_public_key_entry(key) for key in public_keys]
+        with self._changed:
+            known = self._endpoints.get(endpoint_id)
+            old_secrets = {k.public_key: k.secret for k in known.keys} if known else {}
+            keys: list[EndpointKey] = []
+            for key, expires_at in given:
+                label = "previous" if expires_at else "current"
+                held = secret if label == "current" and secret is not None else old_secrets.get(key)
+                keys.append(EndpointKey(label, key, held))
+            if secret is not None and not any(key.label == "current" for key in keys):
+                keys.insert(0, EndpointKey("current", None, secret))  # an endpoint signing v1 only
+            if not keys:
+                raise ValueError("give the endpoint's secret or at least one public key")
+            keys.sort(key=lambda key: key.label != "current")
+            registered = RegisteredEndpoint(endpoint_id, path, tuple(keys))
+            self._endpoints[endpoint_id] = registered
+        return registered
+
+    def forget_endpoint(self, endpoint_id: str) -> bool:
+        with self._changed:
+            return self._endpoints.pop(endpoint_id, None) is not None
+
+    def registered_endpoints(self) -> list[RegisteredEndpoint]:
+        with self._changed:
+            return list(self._endpoints.values())
+
+    def _admin(self, environ: Environ, request: Request, start_response: StartResponse) -> list[bytes]:
+        """Hand over a registered endpoint's keys (POST), or list the known ones (GET); never recorded
+        as a webhook. Loopback callers only, and never a request signed like a webhook."""
+
+        def answer(status: int, document: dict[str, Any]) -> list[bytes]:
+            body = json.dumps(document).encode()
+            return respond(start_response, status, [("Content-Type", "application/json")], body)
+
+        if not _is_loopback(environ.get("REMOTE_ADDR", "")):
+            return answer(403, {"error": "the admin route answers loopback callers only"})
+        if "webhook-id" in request.headers:
+            return answer(400, {"error": "a webhook, not a key registration: this path is the receiver's admin route"})
+        if request.method == "GET":
+            return answer(200, {"endpoints": [endpoint.summary() for endpoint in self.registered_endpoints()]})
+        if request.method != "POST":
+            return answer(405, {"error": "GET or POST"})
+        try:
+            document = json.loads(request.get_data())
+            if not isinstance(document, dict):
+                raise ValueError("a JSON object is needed")
+            registered = self.register_endpoint(
+                str(document.get("id") or ""),
+                str(document.get("url") or document.get("path") or ""),
+                secret=document.get("secret"),
+                public_keys=document.get("public_keys") or (),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            return answer(400, {"error": str(exc)})
+        return answer(200, registered.summary())
 
     # ------------------------------------------------------------------ what arrived
 
@@ -261,10 +443,131 @@ def _bytes_of(data: Iterable[int]) -> Iterator[bytes]:
     return (bytes([byte]) for byte in data)
 
 
+# --------------------------------------------------------------------------- signatures of registered endpoints
+
+
+def check_endpoint_signatures(
+    body: str, headers: Mapping[str, str], endpoints: Iterable[RegisteredEndpoint], *, now: float | None = None
+) -> tuple[SchemeCheck, ...]:
+    """Each scheme's check of a request against registered endpoints' keys: v1 (HMAC-SHA256 of
+    `{id}.{timestamp}.{body}` with the whsec_ secret) and v1a (Ed25519 over the same, with PyNaCl).
+    A key verifies when any signature of its scheme in `webhook-signature` does; during a rotation's
+    overlap both the current and the previous key verify. Only schemes the request carries or the
+    receiver has keys for are listed."""
+    headers = {name.lower(): value for name, value in headers.items()}
+    found = list(endpoints)
+    several = len({endpoint.endpoint_id for endpoint in found}) > 1
+    keys = [(f"{e.endpoint_id} {k.label}" if several else k.label, k) for e in found for k in e.keys]
+    signatures = _signatures_by_scheme(headers.get("webhook-signature", ""))
+    message, problem = _signed_message(body, headers, time.time() if now is None else now)
+    checks = []
+    for scheme, verifies in ((V1, _v1_verifies), (V1A, _v1a_verifies)):
+        held = [(label, key) for label, key in keys if (key.secret if scheme == V1 else key.public_key)]
+        given = signatures.get(scheme, [])
+        if not held and not given:
+            continue
+        if not held:
+            checks.append(SchemeCheck(scheme, "no key"))
+        elif not given:
+            checks.append(SchemeCheck(scheme, "missing"))
+        elif message is None:
+            checks.append(SchemeCheck(scheme, "failed", error=problem))
+        else:
+            matched = tuple(label for label, key in held if any(verifies(key, message, sig) for sig in given))
+            checks.append(
+                SchemeCheck(scheme, "ok", matched)
+                if matched
+                else SchemeCheck(scheme, "failed", error="no signature matched")
+            )
+    return tuple(checks)
+
+
+def verify_v1a(public_key: str, message: bytes, signature: bytes) -> bool:
+    """One Ed25519 signature against one `whpk_` key (base64 of the 32 raw public key bytes), with PyNaCl."""
+    try:
+        VerifyKey(base64.b64decode(public_key.removeprefix("whpk_"), validate=True)).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _v1_verifies(key: EndpointKey, message: bytes, signature: bytes) -> bool:
+    secret = base64.b64decode(str(key.secret).removeprefix("whsec_") + "==")
+    return hmac.compare_digest(hmac.digest(secret, message, "sha256"), signature)
+
+
+def _v1a_verifies(key: EndpointKey, message: bytes, signature: bytes) -> bool:
+    return verify_v1a(str(key.public_key), message, signature)
+
+
+def _signatures_by_scheme(header: str) -> dict[str, list[bytes]]:
+    """`v1,<b64> v1a,<b64> …` as raw signature bytes per scheme; malformed pieces are left out."""
+    found: dict[str, list[bytes]] = defaultdict(list)
+    for piece in header.split():
+        scheme, _, encoded = piece.partition(",")
+        try:
+            found[scheme].append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return dict(found)
+
+
+def _signed_message(body: str, headers: Mapping[str, str], now: float) -> tuple[bytes | None, str | None]:
+    """`{webhook-id}.{webhook-timestamp}.{body}`, or why the headers cannot be trusted."""
+    message_id, stamp = headers.get("webhook-id"), headers.get("webhook-timestamp")
+    if not message_id or not stamp:
+        return None, "missing webhook-id or webhook-timestamp"
+    try:
+        seconds = int(stamp)
+    except ValueError:
+        return None, f"bad webhook-timestamp {stamp!r}"
+    if abs(now - seconds) > TIMESTAMP_TOLERANCE_S:
+        return (
+            None,
+            f"webhook-timestamp {seconds} is {now - seconds:+.0f} s off this clock (at most {TIMESTAMP_TOLERANCE_S})",
+        )
+    return f"{message_id}.{seconds}.{body}".encode(), None
+
+
+def _check_secret(secret: Any) -> None:
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        raise ValueError("the v1 secret must be a whsec_… string")
+    try:
+        Webhook(secret)
+    except Exception as exc:  # the library raises its own types for an empty or undecodable key
+        raise ValueError(f"not a v1 secret: {exc}") from None
+
+
+def _public_key_entry(entry: str | Mapping[str, Any]) -> tuple[str, str | None]:
+    """(whpk_ key, expires_at) from a key string or a `public_keys` item of the endpoint object."""
+    key, expires_at = (entry, None) if isinstance(entry, str) else (entry.get("key"), entry.get("expires_at"))
+    if not isinstance(key, str) or not key.startswith("whpk_"):
+        raise ValueError("a v1a public key must be a whpk_… string")
+    try:
+        raw = base64.b64decode(key.removeprefix("whpk_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"not base64: {key!r}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
+    return key, str(expires_at) if expires_at else None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def format_delivery(record: ReceivedWebhook) -> str:
     event = record.event if isinstance(record.event, dict) else {}
     data = event.get("data") or {}
-    check = "signature ok" if record.verified else f"SIGNATURE REJECTED ({record.verify_error})"
+    if not record.endpoint_ids:
+        check = "signature ok" if record.verified else f"SIGNATURE REJECTED ({record.verify_error})"
+    elif record.verified:
+        check = f"signature ok: {record.signatures}"
+    else:
+        check = f"SIGNATURE REJECTED ({record.signatures or record.verify_error})"
     lines = [
         f"[webhook {record.path}] {event.get('type', '?')} task={data.get('task_id')} "
         f"id={record.webhook_id} → answered {record.answered}; {check}"
