@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 GENERATIONS = "/v1/videos/generations"
+ENDPOINTS = "/v1/webhook-endpoints"
 EXIT_REFUSED = 2
 EXIT_UNAVAILABLE = 3
 
@@ -130,3 +131,34 @@ class BridgeApi:
 
     def redeliver(self, task_id: str, event_id: str) -> dict[str, Any]:
         return self._call("POST", f"{GENERATIONS}/{_segment(task_id)}/webhooks/{_segment(event_id)}/redeliver")
+
+    # ------------------------------------------------------------------ registered webhook endpoints
+
+    def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", ENDPOINTS, json=body)
+
+    def list_endpoints(self) -> dict[str, Any]:
+        return self._call("GET", ENDPOINTS)
+
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        return self._call("GET", f"{ENDPOINTS}/{_segment(endpoint_id)}")
+
+    def update_endpoint(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"{ENDPOINTS}/{_segment(endpoint_id)}", json=body)
+
+    def delete_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"{ENDPOINTS}/{_segment(endpoint_id)}")
+
+    def rotate_endpoint(self, endpoint_id: str, overlap_seconds: int | None = None) -> dict[str, Any]:
+        # Without a body the bridge keeps the previous keys for its default overlap.
+        body = {"json": {"overlap_seconds": overlap_seconds}} if overlap_seconds is not None else {}
+        return self._call("POST", f"{ENDPOINTS}/{_segment(endpoint_id)}/rotate", **body)
+
+    def recover_endpoint(self, endpoint_id: str, since: str) -> dict[str, Any]:
+        return self._call("POST", f"{ENDPOINTS}/{_segment(endpoint_id)}/recover", json={"since": since})
+
+    def endpoint_deliveries(
+        self, endpoint_id: str, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params = {key: value for key, value in (("status", status), ("limit", limit), ("cursor", cursor)) if value}
+        return self._call("GET", f"{ENDPOINTS}/{_segment(endpoint_id)}/deliveries", params=params)

@@ -261,6 +261,97 @@ def deliveries_block(answer: Mapping[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+def _listed(values: Any) -> str:
+    return ", ".join(str(value) for value in values) if values else EMPTY
+
+
+def _when(text: Any) -> str:
+    return EMPTY if text in (None, "") else short_time(text) + " UTC"
+
+
+def endpoint_block(endpoint: Mapping[str, Any]) -> str:
+    """A registered webhook endpoint as aligned key/value lines; its secret last, when the answer has it."""
+    if endpoint.get("enabled"):
+        state = "enabled"
+    else:
+        state = f"disabled ({endpoint.get('disabled_reason') or 'unknown reason'})"
+    keys = []
+    for key in endpoint.get("public_keys") or []:
+        expires = key.get("expires_at") if isinstance(key, Mapping) else None
+        shown = str(key.get("key") if isinstance(key, Mapping) else key)
+        keys.append(f"{shown} (until {short_time(expires)} UTC)" if expires else shown)
+    rows = [
+        ("id", str(endpoint.get("id") or EMPTY)),
+        ("url", str(endpoint.get("url") or EMPTY)),
+        ("description", str(endpoint.get("description") or EMPTY)),
+        ("event_types", _listed(endpoint.get("event_types"))),
+        ("signatures", _listed(endpoint.get("signature_versions"))),
+        ("state", state),
+    ]
+    if not endpoint.get("enabled"):
+        rows.append(("disabled_at", _when(endpoint.get("disabled_at"))))
+    rows += [
+        ("failing_since", _when(endpoint.get("failing_since"))),
+        ("last_success_at", _when(endpoint.get("last_success_at"))),
+        ("public_keys", keys[0] if keys else EMPTY),
+        *(("", key) for key in keys[1:]),
+        ("created_at", _when(endpoint.get("created_at"))),
+        ("updated_at", _when(endpoint.get("updated_at"))),
+    ]
+    if endpoint.get("secret"):
+        rows.append(("secret", str(endpoint["secret"])))
+    return key_values(rows)
+
+
+ENDPOINT_TABLE_HEADERS = ("ENDPOINT ID", "STATE", "EVENTS", "URL")
+
+
+def endpoints_table(endpoints: Iterable[Mapping[str, Any]]) -> str:
+    return table(
+        ENDPOINT_TABLE_HEADERS,
+        (
+            (
+                str(endpoint.get("id") or EMPTY),
+                "enabled" if endpoint.get("enabled") else f"disabled ({endpoint.get('disabled_reason') or '?'})",
+                ",".join(endpoint.get("event_types") or []) or EMPTY,
+                str(endpoint.get("url") or EMPTY),
+            )
+            for endpoint in endpoints
+        ),
+    )
+
+
+def recovery_text(answer: Mapping[str, Any]) -> str:
+    """What `endpoints recover` says once the bridge queued the recovery."""
+    rate = answer.get("rate_per_second")
+    pace = f", at most {rate:g} a second" if isinstance(rate, int | float) and not isinstance(rate, bool) else ""
+    return (
+        f"recovery of {answer.get('endpoint_id') or EMPTY} {answer.get('status') or 'queued'}: every delivery "
+        f"that failed since {short_time(answer.get('since'))} UTC is sent again{pace}"
+    )
+
+
+ENDPOINT_DELIVERY_HEADERS = ("CREATED (UTC)", "STATUS", "EVENT", "TASK ID", "WEBHOOK ID", "ATTEMPTS")
+
+
+def endpoint_deliveries_table(deliveries: Iterable[Mapping[str, Any]]) -> str:
+    """An endpoint's deliveries, one line each, in the API's order (newest first)."""
+    return table(
+        ENDPOINT_DELIVERY_HEADERS,
+        (
+            (
+                short_time(delivery.get("created_at")),
+                str(delivery.get("status") or EMPTY),
+                str(delivery.get("event_type") or EMPTY),
+                str(delivery.get("task_id") or EMPTY),
+                str(delivery.get("webhook_id") or EMPTY),
+                str(delivery.get("attempt_count", EMPTY)),
+            )
+            for delivery in deliveries
+        ),
+    )
+
+
 def fit(line: str, columns: int) -> str:
     """Cut a line to the terminal width so a `\\r` redraw never wraps."""
     return line if len(line) < columns else line[: max(0, columns - 1)]

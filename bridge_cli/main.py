@@ -1,7 +1,9 @@
 """`video-bridge`: submit video jobs, watch them, and follow their outcomes from a terminal.
 
 This module is the entry point: the global options, the parser of every command (each command's
-options and handler live with its group: `jobs`, `account`, `webhooks`, `events`) and `main`.
+options and handler live with its group: `jobs`, `account`, `webhooks`, `endpoints`, `events`) and
+`main`. A command with subcommands of its own (`endpoints create`, `endpoints list`, ...) adds them
+the way the top level adds commands.
 Exit codes are listed in `bridge_cli.common`.
 """
 
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge_cli import account, events, jobs, webhooks
+from bridge_cli import account, endpoints, events, jobs, webhooks
 from bridge_cli.api import CliError
 from bridge_cli.common import (
     API_ENV,
@@ -22,6 +24,7 @@ from bridge_cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
+    AddCommand,
     Handler,
     api_url,
     err,
@@ -88,6 +91,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         sub.set_defaults(handler=handler, command_parser=sub)
         return sub
 
+    def group(name: str, help_text: str) -> AddCommand:
+        """A command of subcommands (`endpoints create`): returns what adds one under it."""
+        parent = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(parent, defaults=None)
+        subcommands = parent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+        def subcommand(sub_name: str, handler: Handler, sub_help: str) -> argparse.ArgumentParser:
+            sub = subcommands.add_parser(sub_name, help=sub_help, description=sub_help)
+            _global_options(sub, defaults=None)
+            sub.set_defaults(handler=handler, command_parser=sub)
+            return sub
+
+        return subcommand
+
     # In the order `--help` lists them.
     jobs.add_submit(command)
     account.add_account(command)
@@ -96,6 +113,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     jobs.add_cancel(command)
     webhooks.add_webhooks(command)
     webhooks.add_redeliver(command)
+    endpoints.add_endpoints(group("endpoints", "register webhook endpoints for every job's events, and manage them"))
     events.add_tail(command, env)
     return parser
 

@@ -233,6 +233,40 @@ def test_webhooks_and_redeliver(bridge: LocalBridge, api: str, capsys: pytest.Ca
     assert code == 2 and "(webhook_delivery_not_found)" in err
 
 
+def test_endpoints_create_list_get_delete(bridge: LocalBridge, api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"{bridge.receiver.url}/hooks/cli-endpoint?status=200"
+    create = ["endpoints", "create", "--url", url, "--event-type", "failed", "--description", "from the cli"]
+    code, out, err = run(capsys, "--api", api, "--json", *create)
+    assert code == 0, err
+    created = json.loads(out)
+    endpoint_id = created["id"]
+    try:
+        assert created["secret"].startswith("whsec_") and created["event_types"] == ["failed"]
+
+        code, out, _ = run(capsys, "--api", api, "endpoints", "list")
+        assert code == 0
+        header, *rows = out.splitlines()
+        assert header.split() == ["ENDPOINT", "ID", "STATE", "EVENTS", "URL"]
+        assert [row.split() for row in rows if row.split()[0] == endpoint_id] == [
+            [endpoint_id, "enabled", "failed", url]
+        ]
+
+        code, out, _ = run(capsys, "--api", api, "endpoints", "get", endpoint_id)
+        assert code == 0
+        fields = dict(line.split(None, 1) for line in out.splitlines())
+        assert (fields["id"], fields["url"], fields["description"]) == (endpoint_id, url, "from the cli")
+        assert fields["public_keys"] == created["public_keys"][0]["key"] and "secret" not in fields
+
+        # Another key's endpoint is as unknown as one that does not exist.
+        code, out, err = run(capsys, "--api", api, "--api-key", TENANT_B_API_KEY, "endpoints", "get", endpoint_id)
+        assert (code, out) == (2, "") and err.rstrip().endswith("(webhook_endpoint_not_found)")
+    finally:
+        code, out, err = run(capsys, "--api", api, "endpoints", "delete", endpoint_id)
+    assert (code, out.strip()) == (0, f"{endpoint_id} deleted"), err
+    code, out, err = run(capsys, "--api", api, "endpoints", "get", endpoint_id)
+    assert (code, out) == (2, "") and err.rstrip().endswith("(webhook_endpoint_not_found)")
+
+
 @pytest.mark.parametrize(
     "argv",
     [

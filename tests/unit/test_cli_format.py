@@ -300,3 +300,190 @@ def test_the_cli_page_runs_the_cli_the_way_it_is_installed() -> None:
     assert examples and all(words[0] == "video-bridge" for words in examples)
     for words in examples:
         build_parser({}).parse_args(words[1:])  # each example is a command the CLI takes
+
+
+# --------------------------------------------------------------------------- endpoints
+
+ENDPOINT = {
+    "object": "webhook_endpoint",
+    "id": "ep_3b9f",
+    "url": "https://hooks.example.com/video",
+    "description": "",
+    "event_types": ["completed", "failed"],
+    "signature_versions": ["v1", "v1a"],
+    "enabled": True,
+    "disabled_reason": None,
+    "disabled_at": None,
+    "failing_since": None,
+    "last_success_at": "2026-11-24T21:20:51.189Z",
+    "public_keys": [{"key": "whpk_new", "expires_at": None}, {"key": "whpk_old", "expires_at": "2026-11-25T21:20:51Z"}],
+    "created_at": "2026-11-24T21:00:00.000Z",
+    "updated_at": "2026-11-24T21:20:51.189Z",
+}
+
+
+def test_endpoint_block_aligns_every_field_and_lists_each_public_key() -> None:
+    lines = fmt.endpoint_block(ENDPOINT | {"secret": "whsec_abc"}).splitlines()
+
+    rows = {line[:15].strip(): line[17:] for line in lines}
+    assert lines[0] == "id               ep_3b9f"
+    assert rows["event_types"] == "completed, failed" and rows["signatures"] == "v1, v1a"
+    assert rows["state"] == "enabled" and rows["description"] == "-" and rows["failing_since"] == "-"
+    assert rows["last_success_at"] == "2026-11-24 21:20:51 UTC"
+    # The previous key on a line of its own under the current one, with when it stops signing.
+    keys = lines.index("public_keys      whpk_new")
+    assert lines[keys + 1] == "                 whpk_old (until 2026-11-25 21:20:51 UTC)"
+    assert lines[-1] == "secret           whsec_abc"
+    assert "secret" not in fmt.endpoint_block(ENDPOINT)
+
+
+def test_a_disabled_endpoint_says_why_and_since_when() -> None:
+    disabled = ENDPOINT | {"enabled": False, "disabled_reason": "gone", "disabled_at": "2026-11-24T22:00:00Z"}
+    text = fmt.endpoint_block(disabled)
+    assert "state            disabled (gone)" in text.splitlines()
+    assert "disabled_at      2026-11-24 22:00:00 UTC" in text.splitlines()
+    assert "disabled_at" not in fmt.endpoint_block(ENDPOINT)
+
+
+def test_endpoints_table_shows_id_state_events_and_url() -> None:
+    disabled = ENDPOINT | {"id": "ep_2", "enabled": False, "disabled_reason": "failing", "event_types": ["failed"]}
+    header, first, second = fmt.endpoints_table([ENDPOINT, disabled]).splitlines()
+    assert header.split("  ")[0] == "ENDPOINT ID"
+    assert first.split() == ["ep_3b9f", "enabled", "completed,failed", "https://hooks.example.com/video"]
+    assert second.split() == ["ep_2", "disabled", "(failing)", "failed", "https://hooks.example.com/video"]
+
+
+def test_endpoint_deliveries_are_one_line_each_in_the_apis_order() -> None:
+    rows = [
+        {
+            "created_at": "2026-11-24T21:20:51.189Z",
+            "status": "dead_lettered",
+            "event_type": "video.generation.failed",
+            "task_id": "v_b",
+            "webhook_id": "evt_2_ep_3b9f",
+            "attempt_count": 17,
+        },
+        {
+            "created_at": "2026-11-24T21:00:00Z",
+            "status": "delivered",
+            "event_type": "video.generation.completed",
+            "task_id": "v_a",
+            "webhook_id": "evt_1_ep_3b9f",
+            "attempt_count": 1,
+        },
+    ]
+    header, newest, oldest = fmt.endpoint_deliveries_table(rows).splitlines()
+    assert header.split("  ")[0] == "CREATED (UTC)"
+    assert newest.split()[:4] == ["2026-11-24", "21:20:51", "dead_lettered", "video.generation.failed"]
+    assert newest.split()[4:] == ["v_b", "evt_2_ep_3b9f", "17"]
+    assert oldest.split()[2:] == ["delivered", "video.generation.completed", "v_a", "evt_1_ep_3b9f", "1"]
+
+
+def test_recovery_text_names_the_time_and_the_pace() -> None:
+    answer = {"endpoint_id": "ep_3b9f", "since": "2026-11-24T21:00:00Z", "status": "queued", "rate_per_second": 5.0}
+    assert fmt.recovery_text(answer) == (
+        "recovery of ep_3b9f queued: every delivery that failed since 2026-11-24 21:00:00 UTC is sent again, "
+        "at most 5 a second"
+    )
+
+
+def test_endpoint_options_become_only_the_fields_given() -> None:
+    from bridge.webhooks.endpoints import EndpointCreate, EndpointUpdate
+    from bridge_cli.endpoints import endpoint_body
+
+    parse = build_parser({}).parse_args
+    events = ["--event-type", "completed", "video.generation.failed", "--event-type", "completed"]
+    options = ["--signature", "v1", "v1a", "--description", "orders", "--json"]
+    create = parse(["endpoints", "create", "--url", "https://h.example/x", *events, *options])
+    body = endpoint_body(create)
+    assert body == {
+        "url": "https://h.example/x",
+        "event_types": ["completed", "failed"],
+        "description": "orders",
+        "signature_versions": ["v1", "v1a"],
+    }
+    assert create.json is True and create.subcommand == "create"
+    EndpointCreate.model_validate(body)  # what the API reads: a field renamed there fails here
+
+    assert endpoint_body(parse(["endpoints", "create", "--url", "https://h.example/x"])) == {
+        "url": "https://h.example/x"
+    }
+    assert endpoint_body(parse(["endpoints", "update", "ep_1", "--disable"])) == {"enabled": False}
+    update = parse(["--json", "endpoints", "update", "ep_1", "--enable", "--url", "https://h.example/y"])
+    assert endpoint_body(update) == {"url": "https://h.example/y", "enabled": True} and update.json is True
+    EndpointUpdate.model_validate(endpoint_body(update))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["endpoints"],
+        ["endpoints", "create"],
+        ["endpoints", "create", "--url", "https://h.example/x", "--event-type", "finished"],
+        ["endpoints", "create", "--url", "https://h.example/x", "--signature", "v2"],
+        ["endpoints", "update", "ep_1", "--enable", "--disable"],
+        ["endpoints", "rotate", "ep_1", "--overlap-seconds", "-1"],
+        ["endpoints", "recover", "ep_1"],
+        ["endpoints", "recover", "ep_1", "--since", "yesterday"],
+        ["endpoints", "deliveries", "ep_1", "--status", "failed"],
+        ["endpoints", "deliveries", "ep_1", "--limit", "0"],
+    ],
+)
+def test_bad_endpoints_arguments_are_argparse_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser({}).parse_args(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_endpoint_calls_go_to_their_routes_with_escaped_ids() -> None:
+    ok = httpx.Response(200, json={})
+    api, seen = scripted_api([ok] * 9)
+    api.create_endpoint({"url": "u"})
+    api.list_endpoints()
+    api.get_endpoint("ep/1")
+    api.update_endpoint("ep_1", {"enabled": True})
+    api.delete_endpoint("ep_1")
+    api.rotate_endpoint("ep_1")
+    api.rotate_endpoint("ep_1", 0)
+    api.recover_endpoint("ep_1", "2026-11-24T21:00:00Z")
+    api.endpoint_deliveries("ep_1", status="gone", limit=5)
+
+    calls = [(r.method, r.url.raw_path.decode(), r.content) for r in seen]
+    assert calls == [
+        ("POST", "/v1/webhook-endpoints", b'{"url":"u"}'),
+        ("GET", "/v1/webhook-endpoints", b""),
+        ("GET", "/v1/webhook-endpoints/ep%2F1", b""),
+        ("PATCH", "/v1/webhook-endpoints/ep_1", b'{"enabled":true}'),
+        ("DELETE", "/v1/webhook-endpoints/ep_1", b""),
+        # No overlap given: no body, and the bridge's default applies.
+        ("POST", "/v1/webhook-endpoints/ep_1/rotate", b""),
+        ("POST", "/v1/webhook-endpoints/ep_1/rotate", b'{"overlap_seconds":0}'),
+        ("POST", "/v1/webhook-endpoints/ep_1/recover", b'{"since":"2026-11-24T21:00:00Z"}'),
+        ("GET", "/v1/webhook-endpoints/ep_1/deliveries?status=gone&limit=5", b""),
+    ]
+
+
+def test_endpoints_commands_print_text_or_the_apis_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge_cli import endpoints
+    from bridge_cli.main import main
+
+    page = {
+        "object": "list",
+        "data": [{"created_at": "2026-11-24T21:00:00Z", "status": "stopped", "webhook_id": "evt_1_ep_1"}],
+        "has_more": True,
+        "next_cursor": "abc",
+    }
+    answers = [httpx.Response(200, json=page), httpx.Response(200, json=page)]
+    monkeypatch.setattr(endpoints, "open_api", lambda args: scripted_api(answers)[0])
+
+    assert main(["endpoints", "deliveries", "ep_1", "--limit", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].split()[2] == "stopped" and len(out.splitlines()) == 2
+    assert err.strip() == "more deliveries: add --cursor abc"
+
+    assert main(["endpoints", "deliveries", "ep_1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == page and err == ""

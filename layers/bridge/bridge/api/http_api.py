@@ -3,9 +3,10 @@
 Every answer to bad input is Router One's envelope `{"error": {"message", "type", "code"}}` with a
 4xx; a 5xx means the bridge or Router One failed, never the client's bytes.
 
-The routes live in `bridge.api.routes`, one router per resource (generations, webhooks, account),
-and raise `BridgeError`s; the submit body is read by `bridge.api.request_body`. Only this module
-turns an exception into a response, and it serves the OpenAPI document of all the routes.
+The routes live in `bridge.api.routes`, one router per resource (generations, webhooks, webhook
+endpoints, account), and raise `BridgeError`s; request bodies are read by `bridge.api.request_body`.
+Only this module turns an exception into a response, and it serves the OpenAPI document of all the
+routes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from bridge.api.request_body import describe_validation_errors
-from bridge.api.routes import account, generations, webhooks
+from bridge.api.routes import account, endpoints, generations, webhooks
 from bridge.api.routes.common import json_response
 from bridge.errors import BridgeError, internal_error_envelope
 from bridge.observability import logger
@@ -26,6 +27,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 # In this order, which is the order of the paths in the document.
 app.include_router(generations.router)
 app.include_router(webhooks.router)
+app.include_router(endpoints.router)
 app.include_router(account.router)
 
 

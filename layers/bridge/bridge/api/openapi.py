@@ -11,12 +11,24 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+from pydantic import BaseModel
 
 from bridge.api.schema import SCHEMA_REF
 from bridge.models import GenerationRequest
 from bridge.upstream import caller_keys
+from bridge.webhooks.endpoints import EndpointCreate, EndpointUpdate, KeyRotation, RecoveryRequest
 
 API_VERSION = "1.0.0"
+
+# The request bodies the routes read themselves (`bridge.api.request_body`), by their name in the
+# document's components: the routes' `schema.request_body(name)` refer to these.
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    "GenerationRequest": GenerationRequest,
+    "WebhookEndpointCreate": EndpointCreate,
+    "WebhookEndpointUpdate": EndpointUpdate,
+    "WebhookEndpointKeyRotation": KeyRotation,
+    "WebhookEndpointRecoveryRequest": RecoveryRequest,
+}
 
 # Where one answer's ids lead: lets clients (and API fuzzers) follow a job from its submit.
 _TASK_ID = {"task_id": "$response.body#/task_id"}
@@ -81,7 +93,8 @@ def build_document(resolver: APIGatewayRestResolver, server_url: str) -> dict[st
     # Nothing answers Powertools' own validation shapes: its errors become the 400 envelope instead.
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         components.pop(unused, None)
-    request_schema = GenerationRequest.model_json_schema(ref_template=f"{SCHEMA_REF}{{model}}")
-    components.update(request_schema.pop("$defs", {}))
-    components["GenerationRequest"] = request_schema
+    for name, model in REQUEST_MODELS.items():
+        request_schema = model.model_json_schema(ref_template=f"{SCHEMA_REF}{{model}}")
+        components.update(request_schema.pop("$defs", {}))
+        components[name] = request_schema | {"title": name}
     return document

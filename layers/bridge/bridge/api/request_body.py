@@ -1,8 +1,9 @@
-"""The submit request's body: read, checked and parsed before `GenerationRequest` sees it.
+"""Request bodies: read, checked and parsed before their pydantic model sees them.
 
-Only submit reads a body (the other routes ignore one), and it reads it here, not through
-Powertools' body validation: that parses the body before any middleware runs, and its JSON parser
-takes NaN, keeps the last of duplicate keys and recurses on deep nesting. In order:
+Every route that takes a body (submit, and the webhook endpoints' create, update, rotate and
+recover) reads it here with `read_json_body(event, Model)`, not through Powertools' body
+validation: that parses the body before any middleware runs, and its JSON parser takes NaN, keeps
+the last of duplicate keys and recurses on deep nesting. Routes without a body ignore one. In order:
 
 1. Size: at most `MAX_BODY_BYTES` (256 KiB, after base64 decoding), else 413 `request_too_large`.
    API Gateway lets up to 10 MB through, but the job row stores the request and DynamoDB items end at
@@ -16,7 +17,14 @@ takes NaN, keeps the last of duplicate keys and recurses on deep nesting. In ord
 4. Strict JSON (RFC 8259), else 400 `invalid_json`: no NaN or Infinity, no duplicate keys (parsers
    disagree on which one wins), finite numbers of at most `MAX_INTEGER_DIGITS` digits, nesting at
    most `MAX_JSON_DEPTH` levels (checked before parsing, so deep nesting never recurses).
-5. The body must be an object, then `GenerationRequest` decides, and a 400 names the field.
+5. The body must be an object, then the route's model decides, and a 400 names the field. A model
+   strict on its own (`GenerationRequest`, whose validators name the field for every refusal)
+   validates the parsed object; any other is validated as JSON in pydantic's strict mode, so that
+   JSON's types are taken as JSON has them: an ISO 8601 string is a date-time and a string an enum
+   value, but "5" is no integer, 0 no boolean and a number no date-time.
+
+A route whose body is optional (rotate) passes `optional=True`: no body at all means the model's
+defaults; a body that is there is read like any other.
 
 Every problem is a `BridgeError` with Router One's envelope; `describe_validation_errors` names the
 field at fault, for these checks and for the resolver's own parameter validation alike.
@@ -33,10 +41,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import accumulate, repeat
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bridge.errors import BridgeError, InvalidRequest
 from bridge.models import GenerationRequest
@@ -52,31 +60,44 @@ MAX_INTEGER_DIGITS = 100
 _JSON_STRUCTURE = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
 def read_generation_request(event: APIGatewayProxyEvent) -> GenerationRequest:
     """The submit body, checked in the order the module docstring gives; raises BridgeError."""
+    return read_json_body(event, GenerationRequest)
+
+
+def read_json_body(event: APIGatewayProxyEvent, model: type[ModelT], *, optional: bool = False) -> ModelT:
+    """The request's body as `model`, checked in the order the module docstring gives; raises BridgeError.
+
+    With `optional`, a request without a body (or with an empty one) gets the model's defaults.
+    """
     raw = _body_bytes(event)
+    if optional and not raw:
+        return _validated({}, model)
     _check_content_type(event.headers.get("Content-Type"))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid_json("the request body is not valid UTF-8") from None
-    return _validated(parse_json_object(text))
+    return _validated(parse_json_object(text), model)
 
 
-def _validated(body: dict[str, Any]) -> GenerationRequest:
-    """`GenerationRequest.model_validate`, answering with the error it would name first.
+def _validated(body: dict[str, Any], model: type[Any] = GenerationRequest) -> Any:
+    """`model`'s validation of the body, answering with the error it would name first.
 
     Pydantic reports the fields' errors (in field order) before one `extra_forbidden` per unknown key
     (in body order), and building thousands of those is most of what a body of many keys costs. So
     unknown keys are set aside first: the known fields alone give the same field errors, and if they
     pass, the answer is the first unknown key, as pydantic would have named it.
     """
-    fields = GenerationRequest.model_fields
+    fields = model.model_fields
     unknown = next((key for key in body if key not in fields), None)
     if unknown is not None:
         body = {key: value for key, value in body.items() if key in fields}
     try:
-        request = GenerationRequest.model_validate(body)
+        request = _validate(model, body)
     except ValidationError as exc:
         raise describe_validation_errors(
             exc.errors(include_url=False, include_context=False, include_input=False)
@@ -84,6 +105,20 @@ def _validated(body: dict[str, Any]) -> GenerationRequest:
     if unknown is not None:
         raise describe_validation_errors([{"type": "extra_forbidden", "loc": (unknown,)}])
     return request
+
+
+def _validate(model: type[ModelT], body: dict[str, Any]) -> ModelT:
+    """The parsed body as `model`: as it is for a strict model, else as JSON in strict mode (see above)."""
+    if model.model_config.get("strict"):
+        return model.model_validate(body)
+    try:
+        return model.model_validate_json(json.dumps(body), strict=True)
+    except ValidationError as exc:
+        # The body parsed already, so the only JSON pydantic refuses is a string holding an unpaired
+        # surrogate (JSON's "\ud800" escape), which no UTF-8 text can carry.
+        if any(error["type"] == "json_invalid" for error in exc.errors(include_url=False)):
+            raise _invalid_json("the request body holds a string that is not valid Unicode") from None
+        raise
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

@@ -81,18 +81,44 @@ class JobPage(_Answer):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
-class WebhookDelivery(_Answer):
-    event_id: str
+class WebhookDeliveryDestination(_Answer):
+    type: Literal["callback_url", "endpoint"] = Field(
+        description="The job's callback_url, or one of the owner's registered webhook endpoints"
+    )
+    endpoint_id: str | None = Field(default=None, description="The endpoint's id; only for type `endpoint`")
+
+
+class WebhookDeliverySummary(_Answer):
+    """One delivery of one event to one destination, without its attempts."""
+
+    webhook_id: str = Field(
+        description="The delivery's webhook-id header: the event id, followed by `_` and the endpoint id "
+        "for an endpoint's delivery"
+    )
+    event_id: str = Field(description="The event delivered (the same for every destination of one event)")
+    task_id: str
+    destination: WebhookDeliveryDestination
     event_type: str
-    status: str = Field(description="pending, retrying, delivered, gone (the receiver answered 410) or dead_lettered")
-    dead_letter_reason: str | None = Field(
-        description="Why a dead-lettered delivery is in the dead-letter queue (retries_exhausted); null otherwise"
+    status: str = Field(
+        description="pending, retrying, delivered, gone (the receiver answered 410), dead_lettered, or stopped "
+        "(its endpoint was disabled or deleted before it got through)"
     )
     round: int
     attempt_count: int
     next_attempt_at: str | None
     created_at: str | None
+    dead_letter_reason: str | None = Field(
+        description="Why a dead-lettered delivery is in the dead-letter queue (retries_exhausted); null otherwise"
+    )
+    stopped_reason: str | None = Field(
+        description="Why a stopped delivery stopped (endpoint_disabled, endpoint_deleted); null otherwise"
+    )
     updated_at: str | None
+
+
+class WebhookDelivery(WebhookDeliverySummary):
+    """One delivery and every attempt of it."""
+
     attempts: list[dict[str, Any]]
 
 
@@ -108,6 +134,83 @@ class Redelivery(_Answer):
     event_id: str
     status: Literal["pending"]
     round: int
+
+
+class WebhookEndpointPublicKey(_Answer):
+    key: str = Field(description="Ed25519 public key (`whpk_…`) that verifies v1a signatures")
+    expires_at: str | None = Field(description="When a previous key stops signing after a rotation; null: current")
+
+
+class WebhookEndpoint(_Answer):
+    """A registered webhook endpoint: it gets its owner's events of the types it names, from every job."""
+
+    object: Literal["webhook_endpoint"]
+    id: str = Field(description="The endpoint's id (`ep_…`)")
+    url: str
+    description: str
+    event_types: list[WebhookEvent]
+    signature_versions: list[Literal["v1", "v1a"]] = Field(
+        description="v1 (HMAC-SHA256 with the secret), v1a (Ed25519, verified with public_keys), or both"
+    )
+    enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why it is disabled: gone (it answered 410), failing (every delivery failed for the "
+        "allowed period) or disabled_by_owner; null while enabled"
+    )
+    disabled_at: str | None
+    failing_since: str | None = Field(description="Since when every delivery to it has failed; null when healthy")
+    last_success_at: str | None
+    public_keys: list[WebhookEndpointPublicKey]
+    created_at: str
+    updated_at: str
+
+
+class WebhookEndpointWithSecret(WebhookEndpoint):
+    """The endpoint after a create or a key rotation: the only answers that hold its signing secret."""
+
+    secret: str = Field(description="The v1 signing secret (`whsec_…`); shown only in this answer, keep it safe")
+
+
+class WebhookEndpointList(_Answer):
+    object: Literal["list"]
+    data: list[WebhookEndpoint] = Field(description="Every endpoint of this API key, oldest first")
+    has_more: bool
+
+
+class WebhookEndpointDeleted(_Answer):
+    object: Literal["webhook_endpoint"]
+    id: str
+    deleted: Literal[True]
+
+
+class WebhookEndpointRecovery(_Answer):
+    object: Literal["webhook_endpoint_recovery"]
+    endpoint_id: str
+    since: str = Field(description="Every delivery to the endpoint that failed since then is sent again")
+    status: Literal["queued"]
+    rate_per_second: float = Field(description="At most this many recovered deliveries start a second")
+
+
+class WebhookEndpointDeliveries(_Answer):
+    object: Literal["list"]
+    data: list[WebhookDeliverySummary] = Field(description="The endpoint's deliveries, from every job, newest first")
+    has_more: bool = Field(
+        description="Whether a next page may hold more; with a status filter a page may be short, or empty, "
+        "and still have more"
+    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def request_body(model_name: str, *, required: bool = True) -> dict[str, Any]:
+    """A route's documented JSON body (routes read their bodies themselves; see `bridge.api.request_body`).
+    `model_name` is a request model that `bridge.api.openapi` adds to the document's components."""
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_REF}{model_name}"}}},
+    }
 
 
 # --------------------------------------------------------------------------- declared responses

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -11,8 +10,13 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from bridge.api import schema
 from bridge.api.request_body import read_generation_request
-from bridge.api.routes.common import checked_task_id, json_response, request_caller
-from bridge.errors import InvalidRequest
+from bridge.api.routes.common import (
+    MAX_CURSOR_LENGTH,
+    check_list_query,
+    checked_task_id,
+    json_response,
+    request_caller,
+)
 from bridge.models import JobStatus
 from bridge.outcomes import lifecycle
 from bridge.store import jobs
@@ -20,15 +24,8 @@ from bridge.submit.idempotent import MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGT
 from bridge.submit.idempotent import submit_with_key
 from bridge.upstream import caller_keys
 
-# A real cursor is a few hundred characters; the bound also keeps its JSON from nesting deeply.
-MAX_CURSOR_LENGTH = 1024
-LIST_PARAMETERS = frozenset({"status", "limit", "cursor"})
 # Submit reads its own body (see `bridge.api.request_body`), so the document names the body's model here.
-GENERATION_REQUEST_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": f"{schema.SCHEMA_REF}GenerationRequest"}}},
-}
-_LIMIT = re.compile(r"[0-9]{1,6}")
+GENERATION_REQUEST_BODY = schema.request_body("GenerationRequest")
 
 router = APIGatewayRouter()
 
@@ -94,13 +91,7 @@ def list_generations(
         str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
     ] = None,
 ) -> Response[dict[str, Any]]:
-    query = router.current_event.query_string_parameters or {}
-    unknown = sorted(set(query) - LIST_PARAMETERS)
-    if unknown:
-        raise InvalidRequest(f"'{unknown[0]}' is not a known parameter", code="unknown_parameter", param=unknown[0])
-    # Stricter than an integer's parsing (which takes " 5" and "+5"): digits only.
-    if limit is not None and not _LIMIT.fullmatch(query.get("limit", "")):
-        raise InvalidRequest("'limit' must be a whole number", param="limit")
+    check_list_query(router.current_event, limit)
     caller = request_caller(router.current_event)
     return json_response(200, lifecycle.list_jobs(caller, status=status, limit=limit, cursor=cursor))
 
