@@ -1,5 +1,5 @@
-"""No secret ever leaves the bridge: the Router One API key and the webhook signing secret appear in
-nothing it emits, logs at DEBUG included.
+"""No secret ever leaves the bridge: the Router One API key, the webhook signing secret and the
+registered endpoints' keys appear in nothing it emits, logs at DEBUG included.
 
 One test drives a full set of flows through the local bridge (completed with a webhook that fails
 once and is then redelivered, failed, transient upstream errors, an idempotent submit, cancel,
@@ -305,6 +305,7 @@ def run_every_flow(bridge: LocalBridge, api: RecordingApi) -> list[str]:
     assert private_callback.json()["error"]["code"] == "invalid_callback_url"
 
     task_ids = [completed, failed, transient, str(idempotent.json()["task_id"]), str(own_key.json()["task_id"])]
+    task_ids.append(endpoint_flow(bridge, api))
     task_ids.append(long_running)
     for task_id in task_ids:
         bridge.events.wait_for(task_id, timeout=60)
@@ -334,6 +335,58 @@ def run_every_flow(bridge: LocalBridge, api: RecordingApi) -> list[str]:
         assert api.request("GET", "/v1/videos/generations", params={"cursor": cursor}).status_code == 200
     assert api.request("GET", f"/v1/videos/generations/{completed}/webhooks").status_code == 200
     return task_ids
+
+
+ENDPOINT_PATH = "/hooks/secret-scan-endpoint"
+
+
+def endpoint_flow(bridge: LocalBridge, api: RecordingApi) -> str:
+    """A registered endpoint signing v1 and v1a, rotated, sent a job's events, read and deleted.
+
+    Its creation and rotation go through the unrecorded client: those two answers are the only
+    place its secret may appear. Returns the job's task id.
+    """
+    created = bridge.api.post(
+        "/v1/webhook-endpoints",
+        json={"url": f"{bridge.receiver.url}{ENDPOINT_PATH}?status=200", "signature_versions": ["v1", "v1a"]},
+    )
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    rotated = bridge.api.post(f"/v1/webhook-endpoints/{endpoint_id}/rotate", json={"overlap_seconds": 600})
+    assert rotated.status_code == 200, rotated.text
+    ENDPOINT_SECRETS[:] = [created.json()["secret"], rotated.json()["secret"], *private_keys_of(bridge, endpoint_id)]
+    task_id = submit(api, bridge, {"model": "video-default", "prompt": "a fox in snow"}, run_s=1.0, queue_s=0.2)
+    bridge.receiver.wait_for(ENDPOINT_PATH, timeout=60)
+    for path in ("", f"/{endpoint_id}", f"/{endpoint_id}/deliveries"):
+        assert api.request("GET", f"/v1/webhook-endpoints{path}").status_code == 200
+    assert api.request("DELETE", f"/v1/webhook-endpoints/{endpoint_id}").status_code == 200
+    return task_id
+
+
+ENDPOINT_SECRETS: list[str] = []
+
+
+def private_keys_of(bridge: LocalBridge, endpoint_id: str) -> list[str]:
+    """The endpoint's Ed25519 private keys (whsk_…), opened from its row as the sender would."""
+    from bridge.store import endpoints
+    from bridge.webhooks import endpoint_keys
+
+    endpoint = endpoints.get_endpoint(bridge.owner_id, endpoint_id)
+    assert endpoint is not None
+    keys = endpoint_keys.unseal(endpoint)
+    return [key_set.v1a for key_set in (keys.current, keys.previous) if key_set is not None]
+
+
+def endpoint_secret_forms() -> dict[str, str]:
+    """Each endpoint secret (whsec_) and private key (whsk_) in every form `secret_forms` knows."""
+    assert len(ENDPOINT_SECRETS) == 4, "the endpoint flow ran"
+    forms: dict[str, str] = {}
+    for n, secret in enumerate(ENDPOINT_SECRETS):
+        bare = secret.removeprefix("whsk_").removeprefix("whsec_")
+        for name, value in secret_forms(f"unused-{n}", f"whsec_{bare}").items():
+            if not name.startswith("router-one"):
+                forms[f"endpoint-{n}-{name}"] = value
+    return forms
 
 
 def test_no_secret_appears_in_anything_the_bridge_emits(
@@ -381,14 +434,18 @@ def test_no_secret_appears_in_anything_the_bridge_emits(
     assert all(task_id in corpus for task_id in task_ids)
 
     # The bridge's own API key (what its callers present) and the owner-id HMAC key are held to the same rule.
-    forms = secret_forms(ROUTER_ONE_KEY, bridge.signing_secret) | {
-        "bridge-api-key": BRIDGE_API_KEY,
-        "owner-id-secret": bridge.aws.client("secretsmanager").get_secret_value(
-            SecretId=bridge.stack.resources["OwnerIdSecret"]
-        )["SecretString"],
-        "caller-router-one-key": CALLER_ROUTER_ONE_KEY,
-        "caller-router-one-key-base64": base64.b64encode(CALLER_ROUTER_ONE_KEY.encode()).decode().rstrip("="),
-    }
+    forms = (
+        secret_forms(ROUTER_ONE_KEY, bridge.signing_secret)
+        | {
+            "bridge-api-key": BRIDGE_API_KEY,
+            "owner-id-secret": bridge.aws.client("secretsmanager").get_secret_value(
+                SecretId=bridge.stack.resources["OwnerIdSecret"]
+            )["SecretString"],
+            "caller-router-one-key": CALLER_ROUTER_ONE_KEY,
+            "caller-router-one-key-base64": base64.b64encode(CALLER_ROUTER_ONE_KEY.encode()).decode().rstrip("="),
+        }
+        | endpoint_secret_forms()
+    )
     leaks = scan(blobs, forms)
     assert not leaks, "secrets found:\n" + "\n".join(
         f"- {leak.form} in {leak.source}: …{leak.context}…" for leak in leaks[:20]
