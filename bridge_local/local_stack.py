@@ -2,7 +2,9 @@
 
 Router One (the simulator, or a real base URL), embedded AWS, the translated template deployed on
 it with the upstream key stored as an operator would, the SQS pollers (and, if asked, the
-schedules), a webhook receiver, a tail of the outcome events, and the API Gateway front. The local
+schedules), a webhook receiver, a tail of the outcome events, the API Gateway front, and CloudWatch's
+part: the handlers' metrics put into it (`metric_sink`) and the template's alarms evaluated
+(`alarms`; `RunningStack.alarms.evaluate_now()` on demand). The local
 run (`bridge_local.run`), the integration tests' `bridge` fixture, the fault run, the API fuzz run
 and the benchmarks all start it here and differ only in their `StackOptions`.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge_local.alarms import LocalAlarms
 from bridge_local.api_front import ApiFront
 from bridge_local.deployer import (
     DEFAULT_STACK_NAME,
@@ -28,6 +31,7 @@ from bridge_local.deployer import (
 )
 from bridge_local.emulator import EmbeddedAws
 from bridge_local.gateway_responses import of_stack
+from bridge_local.metric_sink import MetricSink, fresh_metrics_state
 from bridge_local.receiver import ReceivedWebhook, WebhookReceiver
 from bridge_local.schedules import start_schedulers
 from bridge_local.simulator import RouterOneSimulator
@@ -73,6 +77,7 @@ class StackOptions:
     receiver_port: int = 0
     event_readers: int = 1  # receivers per observer queue (more keep up with a busy topic)
     schedules: bool = False  # run the template's rate() schedules as timers
+    alarm_interval_s: float = 5.0  # evaluate the template's alarms this often (0: only on demand)
     api_port: int = 0
     aws_port: int = 0
     template: Path = DEFAULT_TEMPLATE
@@ -88,6 +93,7 @@ class RunningStack:
     upstream_url: str
     upstream_key: str
     signing_secret: str  # the stack's current webhook signing secret
+    alarms: LocalAlarms  # the template's alarms: `evaluate_now()`, `state(...)`, `inbox()`
     started_simulator: RouterOneSimulator | None = None
     started_receiver: WebhookReceiver | None = None
 
@@ -127,6 +133,7 @@ def forget_cached_clients() -> None:
     configured.router_one.cache_clear()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
+    fresh_metrics_state()
 
 
 def _caller_keys(options: StackOptions) -> tuple[str, ...]:
@@ -145,6 +152,15 @@ def _upstream(options: StackOptions, cleanup: ExitStack) -> tuple[str, str, Rout
     ).start()
     cleanup.callback(simulator.stop)
     return simulator.url, key, simulator
+
+
+def _start_monitoring(options: StackOptions, cleanup: ExitStack, aws: EmbeddedAws, stack: DeployedStack) -> LocalAlarms:
+    """CloudWatch's part: the handlers' metrics go into it, the template's alarms are evaluated."""
+    sink = MetricSink(aws.client("cloudwatch")).start()
+    cleanup.callback(sink.stop)
+    alarms = LocalAlarms(aws, stack, sink, interval_s=options.alarm_interval_s).start()
+    cleanup.callback(alarms.stop)
+    return alarms
 
 
 def _start_observers(
@@ -178,9 +194,11 @@ def running_stack(
     webhook the built-in receiver gets.
     """
     with environ_restored(), ExitStack() as cleanup:
-        # No X-Ray daemon and no CloudWatch here; the caller's env can still override.
+        # No X-Ray daemon here; the caller's env can still override.
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        # Metrics on, as in a deployed function: the sink takes them into the emulated CloudWatch
+        # (only `options.environment` can turn them off).
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
         os.environ.update(options.environment)
         cleanup.callback(forget_cached_clients)
         upstream_url, upstream_key, simulator = _upstream(options, cleanup)
@@ -191,6 +209,7 @@ def running_stack(
         forget_cached_clients()
         put_router_one_key(aws, stack, upstream_key)
         signing_secret = webhook_signing_secret(aws, stack)
+        alarms = _start_monitoring(options, cleanup, aws, stack)
         receiver = None
         if options.receiver:
             receiver = WebhookReceiver([signing_secret], port=options.receiver_port, on_delivery=on_delivery).start()
@@ -215,6 +234,7 @@ def running_stack(
             upstream_url=upstream_url,
             upstream_key=upstream_key,
             signing_secret=signing_secret,
+            alarms=alarms,
             started_simulator=simulator,
             started_receiver=receiver,
         )
