@@ -56,13 +56,17 @@ class TenantData:
 
     task_ids: tuple[str, ...]
     event_ids: tuple[str, ...]
-    markers: tuple[str, ...]  # A's owner id, a metadata marker, a callback URL token
+    markers: tuple[str, ...]  # A's owner id, a metadata marker, callback and endpoint URL tokens
+    endpoint_ids: tuple[str, ...] = ()
+
+    def owned_ids(self) -> tuple[str, ...]:
+        return self.task_ids + self.endpoint_ids
 
     def leaks_in(self, status: int, text: str) -> list[str]:
         found = [marker for marker in self.markers if marker in text]
-        # A 404 echoes the id that was asked for; a success naming one of A's jobs gives it away.
+        # A 404 echoes the id that was asked for; a success naming one of A's jobs or endpoints gives it away.
         if status < 300:
-            found += [task_id for task_id in self.task_ids if task_id in text]
+            found += [owned for owned in self.owned_ids() if owned in text]
         return found
 
 
@@ -89,13 +93,38 @@ def seed_tenant(api: httpx.Client, receiver_url: str, timeout: float = 60.0) -> 
             raise RuntimeError(f"no webhook delivery logged for {task_ids[0]} in {timeout}s")
         time.sleep(0.2)
     owner_id = api.get("/v1/account").raise_for_status().json()["owner_id"]
-    return TenantData(task_ids=task_ids, event_ids=event_ids, markers=(owner_id, marker, token))
+    # An endpoint too (answering 200, so A's later jobs deliver to it quietly); `forget_tenant` removes it.
+    endpoint_token = f"tenant-endpoint-{uuid.uuid4().hex}"
+    endpoint = api.post(
+        "/v1/webhook-endpoints",
+        json={
+            "url": f"{receiver_url}/hooks/tenant-a-endpoint?status=200&token={endpoint_token}",
+            "description": marker,
+        },
+    )
+    endpoint_id = endpoint.raise_for_status().json()["id"]
+    return TenantData(
+        task_ids=task_ids,
+        event_ids=event_ids,
+        markers=(owner_id, marker, token, endpoint_token),
+        endpoint_ids=(endpoint_id,),
+    )
+
+
+def forget_tenant(api: httpx.Client, data: TenantData) -> None:
+    """Delete what `seed_tenant` registered that would outlive the run (its endpoints)."""
+    for endpoint_id in data.endpoint_ids:
+        api.delete(f"/v1/webhook-endpoints/{endpoint_id}")
 
 
 def _document_offering(api_url: str, api_key: str, others: TenantData) -> dict[str, Any]:
     """The API's document, with the other tenant's ids as the examples of every id in a path."""
     document = httpx.get(f"{api_url}/openapi.json", headers={"Authorization": f"Bearer {api_key}"}).json()
-    examples = {"task_id": list(others.task_ids), "event_id": list(others.event_ids)}
+    examples = {
+        "task_id": list(others.task_ids),
+        "event_id": list(others.event_ids),
+        "endpoint_id": list(others.endpoint_ids),
+    }
     for operations in document["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
@@ -114,7 +143,8 @@ class FuzzReport:
     failures: list[dict[str, Any]] = field(default_factory=list)  # schemathesis' failures, one per code
     errors: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)  # answers that held another tenant's data
-    requests_for_others: int = 0  # requests that named one of the other tenant's jobs
+    requests_for_others: int = 0  # requests that named one of the other tenant's jobs or endpoints
+    requests_for_other_endpoints: int = 0  # of those, the ones naming an endpoint
     wall_s: float = 0.0
     output: str = ""  # schemathesis' own report, for when something failed
 
@@ -244,7 +274,8 @@ def _count_exchanges(events: Path, report: FuzzReport, others: TenantData | None
                 report.statuses[status] += 1
                 if others is not None:
                     uri = str((exchange.get("request") or {}).get("uri", ""))
-                    report.requests_for_others += any(task_id in uri for task_id in others.task_ids)
+                    report.requests_for_others += any(owned in uri for owned in others.owned_ids())
+                    report.requests_for_other_endpoints += any(e in uri for e in others.endpoint_ids)
                     text = _text_of(response.get("content"))
                     report.leaks += [f"{operation} {status}: {leak[:40]}" for leak in others.leaks_in(status, text)]
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bridge.api.http_api import openapi_document
-from bridge_local.fuzz_api import TenantData, fuzz, seed_tenant
+from bridge_local.fuzz_api import TenantData, forget_tenant, fuzz, seed_tenant
 
 from .conftest import TENANT_B_API_KEY, LocalBridge
 
@@ -35,10 +35,14 @@ def test_the_local_stack_serves_its_openapi_document(bridge: LocalBridge) -> Non
 
 def test_fuzzed_requests_get_no_5xx_only_documented_answers_and_no_other_tenants_data(bridge: LocalBridge) -> None:
     others = seed_tenant(bridge.api, bridge.receiver.url)
-    report = fuzz(str(bridge.api.base_url), TENANT_B_API_KEY, examples=6, seed=20261125, others=others)
+    try:
+        report = fuzz(str(bridge.api.base_url), TENANT_B_API_KEY, examples=6, seed=20261125, others=others)
+    finally:
+        forget_tenant(bridge.api, others)
     assert report.ok, report.output[-6000:] + "\n" + report.render()
-    # B really asked for A's jobs (their ids are the path examples), and no answer gave anything away.
+    # B really asked for A's jobs and endpoints (their ids are the path examples), and no answer gave anything away.
     assert report.requests_for_others > 0 and not report.leaks, report.render()
+    assert report.requests_for_other_endpoints > 0, report.render()
     assert report.requests >= 150, report.render()
     # The run reached the API's real work, not only its refusals.
     assert {200, 202, 400, 404} <= set(report.statuses), report.render()
