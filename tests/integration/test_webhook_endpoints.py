@@ -19,6 +19,7 @@ from nacl.signing import VerifyKey
 from standardwebhooks import Webhook
 
 from bridge.timeutil import iso
+from bridge_local.alarms import alarms_of
 from bridge_local.receiver import ReceivedWebhook, Reply
 
 from .conftest import TENANT_B_API_KEY, LocalBridge, bridge_settings
@@ -279,15 +280,22 @@ def test_a_failing_endpoint_is_disabled_after_the_period_then_re_enabled_and_rec
 ) -> None:
     endpoint = register(bridge.api, cleanup, f"{bridge.receiver.url}/hooks/down?status=500")
     started = datetime.now(UTC) - timedelta(seconds=1)
-    with bridge_settings(ENDPOINT_DISABLE_AFTER_SECONDS="60"):
+    alarms = alarms_of(bridge.stack)
+    alarm = alarms.name_of("WebhookEndpointsDisabledAlarm")
+    with alarms.inbox() as inbox, bridge_settings(ENDPOINT_DISABLE_AFTER_SECONDS="60"):
+        # The shared stack: start from OK (an earlier disable may still count in the alarm's window).
+        bridge.aws.client("cloudwatch").set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test: from OK")
         # The shortened period is still at least a minute: the failures are made to look older instead.
         tasks = [submit(bridge.api, bridge, run_s=0.5) for _ in range(2)]
         bridge.receiver.wait_for("/hooks/down", count=2, timeout=40)
         age_failing_since(bridge, endpoint["id"], seconds=61)
         found = wait_for_endpoint(bridge, endpoint["id"], lambda e: not e["enabled"], "the endpoint disabled")
-    assert found["disabled_reason"] == "failing"
-    notice = bridge.events.wait_for(endpoint["id"])
-    assert notice["sns"][0]["event"]["data"]["reason"] == "failing"
+        assert found["disabled_reason"] == "failing"
+        notice = bridge.events.wait_for(endpoint["id"])
+        assert notice["sns"][0]["event"]["data"]["reason"] == "failing"
+        # The alarm fires on the metric the disable emitted, and tells the alarm topic.
+        assert alarm in alarms.evaluate_now()
+        assert inbox.wait_for(alarm, "ALARM")["NewStateValue"] == "ALARM"
 
     # Its deliveries end: those still retrying stop, none is attempted any more.
     log = bridge.wait_until(
