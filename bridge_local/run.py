@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between webhook retries (default 2,5,10,30,60; a deployed stack waits hours)",
     )
     parser.add_argument(
+        "--endpoint-disable-after",
+        type=int,
+        default=600,
+        help="seconds of failing deliveries before a registered endpoint is disabled (default 600; deployed: 5 days)",
+    )
+    parser.add_argument(
         "--verbose-events",
         action="store_true",
         help="print each event's whole JSON body (default: one line per event)",
@@ -162,6 +168,7 @@ def stack_options(args: argparse.Namespace, api_keys: Sequence[str]) -> StackOpt
             "PollIntervalSeconds": str(args.poll_interval),
             "LogLevel": args.log_level,
             "WebhookRetrySchedule": args.webhook_retry_schedule,
+            "EndpointDisableAfterSeconds": str(args.endpoint_disable_after),
             # The built-in receiver is on loopback over http; a deployed stack refuses both.
             "WebhookAllowLoopback": "true",
             # Finished videos are copied into the local bucket; the event carries where.
