@@ -21,15 +21,9 @@ from standardwebhooks import Webhook
 from bridge.webhooks import endpoint_keys
 from bridge.webhooks.endpoint_keys import KeySet, SealedKeys
 from bridge_local import receiver as receiver_module
-from bridge_local.receiver import (
-    ENDPOINT_KEYS_PATH,
-    ReceivedWebhook,
-    SchemeCheck,
-    WebhookReceiver,
-    check_endpoint_signatures,
-    format_delivery,
-    verify_v1a,
-)
+from bridge_local import receiver_keys
+from bridge_local.receiver import ENDPOINT_KEYS_PATH, ReceivedWebhook, WebhookReceiver, format_delivery
+from bridge_local.receiver_keys import SchemeCheck, check_endpoint_signatures, verify_v1a
 
 STACK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PATH = "/hooks/endpoint"
@@ -223,7 +217,7 @@ def test_v1a_verification_is_pynacl_and_agrees_with_an_independent_signer() -> N
     assert verify_v1a(public_key, message, signing.sign(message).signature)
     assert not verify_v1a(public_key, message + b" ", signing.sign(message).signature)
     assert not verify_v1a(public_key, message, b"short")
-    assert receiver_module.VerifyKey.__module__ == "nacl.signing"
+    assert receiver_keys.VerifyKey.__module__ == "nacl.signing"
 
 
 def test_check_endpoint_signatures_names_the_endpoint_when_a_path_has_several() -> None:
