@@ -191,7 +191,7 @@ def markdown(reports: list[RoleReport], key_policy: list[str]) -> str:
                 f"Denied in the run (tests provoke these: a grant taken away, a table that is not there): {denied}",
                 "",
             ]
-    lines += ["## Who can use the callers' key (KMS key policy)", "", *key_policy, ""]
+    lines += ["## Who can use the KMS keys (key policies)", "", *key_policy, ""]
     return "\n".join(lines)
 
 
