@@ -194,8 +194,12 @@ def outcome_lines(job: Mapping[str, Any], now: datetime) -> list[str]:
 
 
 def event_line(event: Mapping[str, Any]) -> str:
-    """One outcome event on one line: time, type, task id, status, then the url or the error."""
+    """One event on one line: time, type, task id, status, then the url or the error. An endpoint's
+    event (`webhook.endpoint.disabled`) names the endpoint, why, and its url instead."""
     data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+    if data.get("endpoint_id") and not data.get("task_id"):
+        parts = [short_time(event.get("time")), str(event.get("type") or EMPTY), str(data["endpoint_id"])]
+        return "  ".join([*parts, f"reason: {data.get('reason') or EMPTY}", str(data.get("url") or EMPTY)])
     parts = [
         short_time(event.get("time")),
         str(event.get("type") or EMPTY),

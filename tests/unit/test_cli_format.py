@@ -132,6 +132,17 @@ def test_event_line_shows_the_url_or_the_error() -> None:
     assert fmt.event_line({"raw": "not json"}) == "-  -  -  -"
 
 
+def test_event_line_of_an_endpoints_event_names_the_endpoint_and_why() -> None:
+    disabled = {
+        "time": "2026-11-24T21:20:51.189Z",
+        "type": "webhook.endpoint.disabled",
+        "data": {"endpoint_id": "ep_1", "reason": "gone", "url": "https://hooks.example.com/x", "owner_id": "own_a"},
+    }
+    assert fmt.event_line(disabled) == (
+        "2026-11-24 21:20:51  webhook.endpoint.disabled  ep_1  reason: gone  https://hooks.example.com/x"
+    )
+
+
 def test_fit_cuts_a_line_short_of_the_terminal_width() -> None:
     assert fmt.fit("abcdef", 80) == "abcdef"
     assert fmt.fit("abcdef", 4) == "abc"
