@@ -25,7 +25,7 @@ MAX_ENDPOINTS_PER_OWNER = 20
 class PublicKey(BaseModel):
     """An Ed25519 public key (Standard Webhooks `whpk_…`) and, for the previous one, when it stops."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     key: str
     expires_at: str | None = None
@@ -34,7 +34,7 @@ class PublicKey(BaseModel):
 class Endpoint(BaseModel):
     """One registered endpoint, as stored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     owner_id: str
     endpoint_id: str

@@ -18,7 +18,6 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from standardwebhooks import Webhook
 
 from bridge import aws_errors
 from bridge.clients import kms
@@ -128,6 +127,8 @@ def _unseal(owner_id: str, endpoint_id: str, version: int, sealed: str) -> Seale
 
 def signatures(keys: list[KeySet], versions: list[str], *, message_id: str, timestamp: datetime, body: str) -> str:
     """The `webhook-signature` value: each active key's signature in each asked-for version."""
+    from standardwebhooks import Webhook  # only the delivery function signs: the api never loads it
+
     found: list[str] = []
     for key_set in keys:
         if V1 in versions:
