@@ -169,7 +169,7 @@ class EndpointKeySettings(_Group):
 
 class EndpointHealthSettings(_Group):
     # An endpoint whose deliveries have all failed for this long is disabled (Svix's 5 days).
-    endpoint_disable_after_seconds: int = Field(default=5 * 86_400, ge=60)
+    endpoint_disable_after_seconds: int = Field(default=5 * 86_400, ge=1)
     # Where its owner hears of it: the stack's topic and bus, as for job events.
     event_topic_arn: Required
     event_bus_name: Required
