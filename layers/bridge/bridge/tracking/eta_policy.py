@@ -11,6 +11,11 @@ while the end is far off and at Router One's 3 s floor (or one well-aimed poll) 
   are sparse before that, at the floor while most jobs end, and grow slowly past the late ones;
 * none of that (a model's first jobs): short waits that grow slowly with the job's age.
 
+The lag budget bounds the tail: wherever the job could already have ended, no wait is longer than
+``Tuning.lag_budget_s`` less the loop's own overhead (the poll's request and the state machine's
+turn), so no job is noticed more than the budget after it ended, however far past its model's usual
+time it runs. Only a steady rate, which proves the end is still ahead, may wait longer.
+
 No I/O, clock or randomness: the same inputs always give the same wait, and what the loop carries
 between polls (``PollMemory.to_dict()``) is a couple of hundred bytes of JSON.
 """
@@ -63,6 +68,30 @@ DEFAULT_GROWTH = 0.05
 DEFAULT_MAX_S = 10.0
 
 Status = Literal["pending", "processing"]
+
+# What a poll costs in lag besides the wait: its own request (seconds at worst) and a state machine
+# turn (well under a second); the budget less this is the longest wait where the job may have ended.
+LOOP_OVERHEAD_S = 2.0
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The policy's two trade-offs between polls and lag, as one value (benchmarks sweep it).
+
+    ``lag_budget_s``: no job is noticed later than this after it ended. ``dense_quantiles``: the share
+    of a model's past run times (low and high percent) whose ends are polled at the floor when the
+    job reports no usable progress; a wider band lowers the lag of jobs without progress and costs polls.
+    """
+
+    lag_budget_s: float = math.inf
+    dense_quantiles: tuple[int, int] = (HISTORY_QUANTILES[0], HISTORY_QUANTILES[2])
+
+    @property
+    def max_due_wait_s(self) -> float:
+        return max(float(MIN_WAIT_S), self.lag_budget_s - LOOP_OVERHEAD_S)
+
+
+DEFAULT_TUNING = Tuning()
 
 
 @dataclass(frozen=True)
@@ -132,12 +161,13 @@ class ModelDurations:
     count: int
 
     @classmethod
-    def from_durations(cls, durations: Iterable[float]) -> ModelDurations | None:
+    def from_durations(cls, durations: Iterable[float], tuning: Tuning = DEFAULT_TUNING) -> ModelDurations | None:
         """Summarise past run times; None (no history) when there are too few usable ones to trust."""
         values = sorted(float(d) for d in durations if math.isfinite(d) and d >= 0)
         if len(values) < MIN_HISTORY:
             return None
-        low, median, high = (_quantile(values, q / 100) for q in HISTORY_QUANTILES)
+        low_q, high_q = tuning.dense_quantiles
+        low, median, high = (_quantile(values, q / 100) for q in (low_q, HISTORY_QUANTILES[1], high_q))
         return cls(low_s=low, median_s=median, high_s=high, count=len(values))
 
 
@@ -157,6 +187,7 @@ def next_wait(
     seconds_to_deadline: float,
     min_wait_s: int = MIN_WAIT_S,
     max_wait_s: int = DEFAULT_MAX_WAIT_S,
+    tuning: Tuning = DEFAULT_TUNING,
 ) -> int:
     """Whole seconds to wait before the next poll of a job that is still pending or processing.
 
@@ -170,13 +201,18 @@ def next_wait(
         cap = floor
     elif to_deadline != math.inf:
         cap = min(cap, math.ceil(to_deadline) + 1)
-    wanted = _wanted_wait(float(elapsed_s), memory, history, floor)
+    wanted = _wanted_wait(float(elapsed_s), memory, history, floor, tuning.max_due_wait_s)
     wait = math.ceil(wanted) if math.isfinite(wanted) else floor
     return max(floor, min(wait, cap))
 
 
-def _wanted_wait(elapsed: float, memory: PollMemory, history: ModelDurations | None, floor: int) -> float:
-    """The wait before clamping: the first rule whose evidence is available decides."""
+def _wanted_wait(
+    elapsed: float, memory: PollMemory, history: ModelDurations | None, floor: int, due_cap: float
+) -> float:
+    """The wait before clamping: the first rule whose evidence is available decides.
+
+    Every rule but a steady rate's look-ahead is held to ``due_cap``: the job may end at any time.
+    """
     since = memory.processing_since_s
     if since is None:
         # Pending: queues are short, and an accurate start anchors every later estimate.
@@ -189,7 +225,7 @@ def _wanted_wait(elapsed: float, memory: PollMemory, history: ModelDurations | N
     if steady is not None:
         earliest, latest = steady[0] - ago, steady[1] - ago
         if latest <= 0:
-            return _overrun_wait(-latest, floor)
+            return min(due_cap, _overrun_wait(-latest, floor))
         # A rate is not extrapolated further ahead than the span it was measured over.
         horizon = max(float(floor), MAX_EXTRAPOLATION * (samples[-1][0] - samples[0][0]))
         if latest - earliest <= LAND_SPREAD_S:
@@ -201,14 +237,17 @@ def _wanted_wait(elapsed: float, memory: PollMemory, history: ModelDurations | N
     rough = _rough_remaining(samples, since)
     if rough is not None:
         rough -= ago
-        wait = _overrun_wait(-rough, floor) if rough <= 0 else max(float(floor), UNSTEADY_FRACTION * rough)
+        if rough <= 0:
+            return min(due_cap, _overrun_wait(-rough, floor))
+        # Rising progress, even uneven, says the end is still ahead: a small share of the time it suggests.
+        wait = max(float(floor), UNSTEADY_FRACTION * rough)
         if history is not None and running < history.low_s and from_history is not None:
             # Even rising progress is no reason to skip past the model's earliest plausible finish.
-            return min(wait, from_history)
+            wait = min(wait, from_history)
         return wait
     if from_history is not None:
-        return from_history
-    return min(DEFAULT_MAX_S, max(float(floor), DEFAULT_GROWTH * running))
+        return min(due_cap, from_history)
+    return min(due_cap, DEFAULT_MAX_S, max(float(floor), DEFAULT_GROWTH * running))
 
 
 def _steady_remaining(samples: tuple[tuple[float, int], ...]) -> tuple[float, float] | None:
