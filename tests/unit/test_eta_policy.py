@@ -11,11 +11,14 @@ import pytest
 from bridge.settings import MIN_POLL_INTERVAL_S
 from bridge.tracking.eta_policy import (
     DEFAULT_MAX_WAIT_S,
+    DEFAULT_TUNING,
+    LOOP_OVERHEAD_S,
     MAX_SAMPLES,
     MIN_HISTORY,
     MIN_WAIT_S,
     ModelDurations,
     PollMemory,
+    Tuning,
     next_wait,
     remember,
 )
@@ -115,13 +118,17 @@ def test_wait_stays_within_floor_cap_and_deadline_for_any_input() -> None:
             assert wait <= max(floor, math.ceil(to_deadline) + 1)
 
 
+# A steady 0.25 points a second, 10 % done after 40 s: the end is at least 300 s away.
+SLOW_AND_STEADY = ((3.0, 1), (23.0, 6), (43.0, 11))
+
+
 def test_deadline_shortens_a_long_wait_but_never_below_the_floor() -> None:
-    memory = memory_of((3.0, None))
-    far = wait_for(memory, 3.0, history(200, 400))
+    memory = memory_of(*SLOW_AND_STEADY)
+    far = wait_for(memory, 43.0)
     assert far > 20
-    assert wait_for(memory, 3.0, history(200, 400), seconds_to_deadline=9.2) == 11
-    assert wait_for(memory, 3.0, history(200, 400), seconds_to_deadline=0.5) == MIN_WAIT_S
-    assert wait_for(memory, 3.0, history(200, 400), seconds_to_deadline=-60) == MIN_WAIT_S
+    assert wait_for(memory, 43.0, seconds_to_deadline=9.2) == 11
+    assert wait_for(memory, 43.0, seconds_to_deadline=0.5) == MIN_WAIT_S
+    assert wait_for(memory, 43.0, seconds_to_deadline=-60) == MIN_WAIT_S
 
 
 def test_a_lower_min_wait_cannot_break_the_floor_and_a_higher_one_is_honoured() -> None:
@@ -131,9 +138,9 @@ def test_a_lower_min_wait_cannot_break_the_floor_and_a_higher_one_is_honoured() 
 
 
 def test_max_wait_caps_sparse_polling() -> None:
-    memory = memory_of((3.0, None))
-    assert wait_for(memory, 3.0, history(2000, 4000)) == DEFAULT_MAX_WAIT_S
-    assert wait_for(memory, 3.0, history(2000, 4000), max_wait_s=20) == 20
+    memory = memory_of((3.0, 1), (103.0, 2), (203.0, 3))  # a point every 100 s: hours to go
+    assert wait_for(memory, 203.0) == DEFAULT_MAX_WAIT_S
+    assert wait_for(memory, 203.0, max_wait_s=20) == 20
 
 
 # Steady (linear) progress
@@ -152,10 +159,11 @@ def test_linear_progress_near_the_end_lands_one_poll_just_after_it() -> None:
     assert 100 <= 85 + wait <= 103
 
 
-def test_slow_linear_progress_near_the_end_polls_at_the_floor() -> None:
-    # 300 s job: one point is 3 s, too coarse to aim one poll at the end, so the last polls are dense.
+def test_slow_linear_progress_near_the_end_polls_before_it_can_come() -> None:
+    # 300 s job: one point is 3 s, too coarse to aim one poll at the end, so the last polls come
+    # before the earliest moment it can (97 % at 291 s: 2 more points take at least 5.8 s).
     memory = memory_of((3.0, 1), (150.0, 50), (240.0, 80), (291.0, 97))
-    assert wait_for(memory, 291.0) == MIN_WAIT_S
+    assert MIN_WAIT_S <= wait_for(memory, 291.0) < 5.8
     memory = memory_of((3.0, 1), (150.0, 50), (240.0, 80), (297.0, 99))
     assert wait_for(memory, 297.0) == MIN_WAIT_S
 
@@ -216,11 +224,24 @@ def test_uneven_progress_does_not_skip_past_the_models_earliest_finish() -> None
 # No progress: the model's history, or the default
 
 
-def test_without_progress_history_makes_polls_sparse_before_the_earliest_finish() -> None:
+def test_without_progress_no_wait_exceeds_the_lag_budget() -> None:
+    """A job that says nothing of its progress may end at any time: even long before the model's
+    earliest plausible finish, or far past its late ones, the wait leaves the lag within the budget."""
     memory = memory_of((3.0, None))
-    wait = wait_for(memory, 13.0, history(100, 200), max_wait_s=600)
-    assert wait > 20
-    assert 13.0 + wait <= 3.0 + 100
+    budget = DEFAULT_TUNING.lag_budget_s - LOOP_OVERHEAD_S
+    for running in (10.0, 50.0, 99.0, 250.0, 1000.0, 5000.0):
+        assert MIN_WAIT_S <= wait_for(memory, 3.0 + running, history(100, 200), max_wait_s=600) <= budget
+    assert wait_for(memory, 13.0, None, max_wait_s=600) <= budget
+    # A wider budget lets the approach be sparser.
+    wide = next_wait(
+        elapsed_s=13.0,
+        memory=memory,
+        history=history(100, 200),
+        seconds_to_deadline=FAR_DEADLINE,
+        max_wait_s=600,
+        tuning=Tuning(lag_budget_s=60.0),
+    )
+    assert wide > 20 and 13.0 + wide <= 3.0 + 100
 
 
 def test_without_progress_history_makes_polls_dense_while_jobs_usually_end() -> None:
@@ -308,3 +329,15 @@ def test_progress_going_backwards_starts_the_samples_afresh() -> None:
 def test_terminal_statuses_are_not_remembered() -> None:
     with pytest.raises(ValueError, match="pending or processing"):
         remember(PollMemory(), elapsed_s=3.0, status="completed", progress=None)  # type: ignore[arg-type]
+
+
+def test_a_job_far_past_its_estimate_is_polled_within_the_lag_budget_in_every_progress_mode() -> None:
+    budget = DEFAULT_TUNING.lag_budget_s - LOOP_OVERHEAD_S
+    steady = memory_of((3.0, 10), (13.0, 20), (23.0, 30), (33.0, 40))  # 1 point a second: done by ~93 s
+    stalled = memory_of((3.0, 5), (30.0, 60), (60.0, 95), (90.0, 95))  # uneven, then stuck near the end
+    silent = memory_of((3.0, None))
+    for late in (200.0, 1000.0, 6000.0):
+        assert wait_for(steady, late, history(60, 90)) <= budget
+        assert wait_for(stalled, late, history(60, 90)) <= budget
+        assert wait_for(silent, late, history(60, 90)) <= budget
+        assert wait_for(silent, late) <= budget

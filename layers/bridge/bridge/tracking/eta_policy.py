@@ -42,7 +42,7 @@ STEADY_MIN_SAMPLES = 3
 STEADY_SLACK = 1.1
 # Steady progress: wait this share of the earliest possible time left, so the estimate is checked
 # again well before the end...
-ETA_FRACTION = 0.5
+ETA_FRACTION = 0.7
 # ...and once the end is pinned down to within this many seconds, poll once, just after it.
 LAND_SPREAD_S = 2.0
 # Either way, never wait longer than this multiple of the time span the rate was measured over:
@@ -58,7 +58,7 @@ UNSTEADY_FRACTION = 0.2
 MIN_HISTORY = 5
 HISTORY_QUANTILES = (15, 50, 90)
 # Before the earliest plausible finish: close in on it by this share of the gap.
-APPROACH_FRACTION = 0.5
+APPROACH_FRACTION = 0.7
 # Past the late quantile or an estimated end: grow the wait by this share of the overrun.
 OVERRUN_GROWTH = 0.1
 
@@ -69,9 +69,10 @@ DEFAULT_MAX_S = 10.0
 
 Status = Literal["pending", "processing"]
 
-# What a poll costs in lag besides the wait: its own request (seconds at worst) and a state machine
-# turn (well under a second); the budget less this is the longest wait where the job may have ended.
-LOOP_OVERHEAD_S = 2.0
+# What the lag holds besides the wait: the poll's own request, the state machine's turn and the
+# rounding of waits to whole seconds. The budget less this is the longest wait where the job may
+# already have ended.
+LOOP_OVERHEAD_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class Tuning:
     job reports no usable progress; a wider band lowers the lag of jobs without progress and costs polls.
     """
 
-    lag_budget_s: float = math.inf
-    dense_quantiles: tuple[int, int] = (HISTORY_QUANTILES[0], HISTORY_QUANTILES[2])
+    lag_budget_s: float = 10.0
+    dense_quantiles: tuple[int, int] = (5, 97)
 
     @property
     def max_due_wait_s(self) -> float:
