@@ -9,7 +9,7 @@ while the end is far off and at Router One's 3 s floor (or one well-aimed poll) 
 * uneven progress (jumps, stalls) is a rough guide only: wait a small share of the time it suggests;
 * no progress at all: the model's recent run times say when the job could plausibly end, so waits
   are sparse before that, at the floor while most jobs end, and grow slowly past the late ones;
-* none of that (a model's first jobs): short waits that grow slowly with the job's age.
+* none of that (a model's first jobs): the floor, since the end could come at any poll.
 
 The lag budget bounds the tail: wherever the job could already have ended, no wait is longer than
 ``Tuning.lag_budget_s`` less the loop's own overhead (the poll's request and the state machine's
@@ -62,10 +62,8 @@ APPROACH_FRACTION = 0.7
 # Past the late quantile or an estimated end: grow the wait by this share of the overrun.
 OVERRUN_GROWTH = 0.1
 
-# No usable progress and no history (a model's first jobs): this share of the time spent
-# processing, up to DEFAULT_MAX_S, so a cold start costs little lag and few polls.
-DEFAULT_GROWTH = 0.05
-DEFAULT_MAX_S = 10.0
+# No usable progress and no history (a model's first jobs): nothing says when the job ends, so it is
+# polled at the floor; only a model's first few no-progress jobs pay for it.
 
 Status = Literal["pending", "processing"]
 
@@ -248,7 +246,7 @@ def _wanted_wait(
         return wait
     if from_history is not None:
         return min(due_cap, from_history)
-    return min(due_cap, DEFAULT_MAX_S, max(float(floor), DEFAULT_GROWTH * running))
+    return float(floor)
 
 
 def _steady_remaining(samples: tuple[tuple[float, int], ...]) -> tuple[float, float] | None:
