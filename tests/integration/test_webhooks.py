@@ -118,7 +118,13 @@ def test_exhausted_retries_go_to_the_dead_letter_queue_and_the_job_says_so(bridg
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 500]
     assert delivery["dead_letter_reason"] == "retries_exhausted"
     assert len(bridge.receiver.deliveries("/hooks/down")) == 4
-    job = bridge.api.get(f"/v1/videos/generations/{task_id}").json()
+    # The row says dead_lettered first; the dead letter is sent and noted on the job right after.
+    job = bridge.wait_until(
+        lambda: (
+            (found := bridge.api.get(f"/v1/videos/generations/{task_id}").json()).get("webhook_dead_letters") and found
+        ),
+        what="the dead letter noted on the job",
+    )
     assert job["webhook_dead_letters"] == [delivery["event_id"]]
 
     sqs = bridge.aws.client("sqs")
