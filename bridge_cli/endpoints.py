@@ -22,6 +22,7 @@ from bridge_cli.common import (
     positive_int,
     print_json,
     show,
+    whole_number_at_least,
 )
 from bridge_cli.jobs import WEBHOOK_EVENTS
 
@@ -34,16 +35,6 @@ DELIVERY_STATUSES = ("pending", "retrying", "delivered", "gone", "dead_lettered"
 
 def _event_type(text: str) -> str:
     return text.strip().removeprefix("video.generation.")
-
-
-def _seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
-    return value
 
 
 def _iso_time(text: str) -> str:
@@ -117,7 +108,7 @@ def add_endpoints(command: AddCommand) -> None:
     rotate.add_argument("endpoint_id", metavar="ENDPOINT_ID")
     rotate.add_argument(
         "--overlap-seconds",
-        type=_seconds,
+        type=whole_number_at_least(0),
         metavar="N",
         help="how long the previous keys keep signing beside the new ones (default: 86400, at most 7 days)",
     )

@@ -32,6 +32,16 @@ from bridge_cli.common import (
 )
 
 
+def _runnable(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: Handler, help_text: str
+) -> argparse.ArgumentParser:
+    """A command that runs `handler`, with the global options after its name too."""
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    _global_options(sub, defaults=None)
+    sub.set_defaults(handler=handler, command_parser=sub)
+    return sub
+
+
 def _global_options(parser: argparse.ArgumentParser, *, defaults: Mapping[str, Any] | None) -> None:
     """The options every command takes; given before or after the command name.
 
@@ -86,10 +96,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        _global_options(sub, defaults=None)
-        sub.set_defaults(handler=handler, command_parser=sub)
-        return sub
+        return _runnable(commands, name, handler, help_text)
 
     def group(name: str, help_text: str) -> AddCommand:
         """A command of subcommands (`endpoints create`): returns what adds one under it."""
@@ -98,10 +105,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         subcommands = parent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
         def subcommand(sub_name: str, handler: Handler, sub_help: str) -> argparse.ArgumentParser:
-            sub = subcommands.add_parser(sub_name, help=sub_help, description=sub_help)
-            _global_options(sub, defaults=None)
-            sub.set_defaults(handler=handler, command_parser=sub)
-            return sub
+            return _runnable(subcommands, sub_name, handler, sub_help)
 
         return subcommand
 

@@ -18,6 +18,7 @@ from bridge.models import JobStatus
 from bridge.outcomes import lifecycle
 from bridge.outcomes.checks import CANCEL_FINALIZER, CANCEL_PUBLISH_SUFFIX
 from bridge.settings import SettingsError, get_settings
+from bridge.store import cursors as paging
 from bridge.store import jobs
 from bridge.store.dynamo import plain
 from bridge.store.job_record import JobRecord
@@ -308,10 +309,10 @@ def test_an_operator_lists_everyone(aws: EmbeddedAws) -> None:
 
 def test_default_page_size(aws: EmbeddedAws) -> None:
     caller = owner()
-    for i in range(lifecycle.DEFAULT_PAGE_SIZE + 1):
+    for i in range(paging.DEFAULT_PAGE_SIZE + 1):
         new_job(caller, minutes=i)
     page = lifecycle.list_jobs(caller, status=None, limit=None, cursor=None)
-    assert len(page["data"]) == lifecycle.DEFAULT_PAGE_SIZE and page["has_more"]
+    assert len(page["data"]) == paging.DEFAULT_PAGE_SIZE and page["has_more"]
 
 
 @pytest.mark.parametrize(
@@ -319,7 +320,7 @@ def test_default_page_size(aws: EmbeddedAws) -> None:
     [
         ({"status": "running", "limit": None}, "status"),
         ({"status": None, "limit": 0}, "limit"),
-        ({"status": None, "limit": lifecycle.MAX_PAGE_SIZE + 1}, "limit"),
+        ({"status": None, "limit": paging.MAX_PAGE_SIZE + 1}, "limit"),
     ],
 )
 def test_list_refuses_bad_arguments(aws: EmbeddedAws, arguments: dict[str, Any], param: str) -> None:

@@ -18,15 +18,13 @@ from bridge.outcomes import checks
 from bridge.outcomes.ending import end_job
 from bridge.settings import TrackingSettings, get_settings
 from bridge.store import job_lists, jobs
-from bridge.store.cursors import decode_cursor, encode_cursor
+from bridge.store.cursors import decode_cursor, encode_cursor, page_size
 from bridge.store.job_record import JobRecord
 from bridge.tenancy import Caller
 from bridge.timeutil import utcnow
 from bridge.tracking.loop import execution_arn, execution_name
 
 CANCEL_OWNER = checks.CANCEL_FINALIZER
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
 
 
 def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
@@ -79,9 +77,7 @@ def list_jobs(caller: Caller, *, status: str | None, limit: int | None, cursor: 
     if status is not None and status not in {s.value for s in JobStatus}:
         allowed = ", ".join(s.value for s in JobStatus)
         raise InvalidRequest(f"'status' must be one of {allowed}", param="status")
-    size = DEFAULT_PAGE_SIZE if limit is None else limit
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
+    size = page_size(limit)
     listing = job_lists.JobList.of(owner_id=caller.read_scope(), status=status)
     items, last_key = job_lists.list_jobs(listing, limit=size, start_key=decode_cursor(cursor, listing.holds))
     return {

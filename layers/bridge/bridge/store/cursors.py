@@ -1,4 +1,4 @@
-"""Page cursors: a query's start key handed to the caller as opaque text, and checked on its way back.
+"""Paging: the page size, and cursors: a query's start key handed to the caller as opaque text, and checked on its way back.
 
 A cursor of another list (another owner's, another status, another endpoint's) is a 400: it would
 start the query in a partition the caller did not ask for, and DynamoDB refuses keys of another
@@ -14,6 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.errors import InvalidRequest
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def page_size(limit: int | None) -> int:
+    """The page size a list asked for (`limit`), or the default; a 400 outside 1 to MAX_PAGE_SIZE."""
+    size = DEFAULT_PAGE_SIZE if limit is None else limit
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
+    return size
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from bridge.models import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
 from bridge.outbound.ssrf_guard import check_callback_url
 from bridge.settings import WebhookLogSettings, get_settings
 from bridge.store import deliveries, endpoints
-from bridge.store.cursors import decode_cursor, encode_cursor
+from bridge.store.cursors import decode_cursor, encode_cursor, page_size
 from bridge.store.deliveries import MIN_DELIVERY_LIFETIME_S, DeliveryStatus
 from bridge.store.endpoints import MAX_ENDPOINTS_PER_OWNER, Endpoint
 from bridge.tenancy import Caller
@@ -31,8 +31,6 @@ from bridge.webhooks.dispatch import public_delivery
 from bridge.webhooks.endpoint_keys import DEFAULT_OVERLAP_S, MAX_OVERLAP_S, SealedKeys
 
 MAX_DESCRIPTION_LENGTH = 512
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH)]
 EventTypes = Annotated[list[WebhookEvent], Field(min_length=1, max_length=len(WebhookEvent))]
@@ -226,9 +224,7 @@ def list_deliveries(
     statuses = _STATUSES
     if status is not None and status not in statuses:
         raise InvalidRequest(f"'status' must be one of {', '.join(sorted(statuses))}", param="status")
-    size = DEFAULT_PAGE_SIZE if limit is None else limit
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"'limit' must be between 1 and {MAX_PAGE_SIZE}", param="limit")
+    size = page_size(limit)
     rows, last_key = deliveries.endpoint_deliveries(
         endpoint_id,
         limit=size,

@@ -23,6 +23,7 @@ from bridge.api.routes.common import (
     json_response,
     request_caller,
 )
+from bridge.store import cursors as paging
 from bridge.webhooks import endpoints
 from bridge.webhooks.endpoints import EndpointCreate, EndpointUpdate, KeyRotation, RecoveryRequest
 
@@ -196,8 +197,8 @@ def list_webhook_endpoint_deliveries(
         int | None,
         Query(
             ge=1,
-            le=endpoints.MAX_PAGE_SIZE,
-            description=f"Page size, {endpoints.DEFAULT_PAGE_SIZE} by default",
+            le=paging.MAX_PAGE_SIZE,
+            description=f"Page size, {paging.DEFAULT_PAGE_SIZE} by default",
         ),
     ] = None,
     cursor: Annotated[

@@ -19,6 +19,7 @@ from bridge.api.routes.common import (
 )
 from bridge.models import JobStatus
 from bridge.outcomes import lifecycle
+from bridge.store import cursors as paging
 from bridge.store import jobs
 from bridge.submit.idempotent import MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 from bridge.submit.idempotent import submit_with_key
@@ -84,9 +85,7 @@ def submit_generation(
 )
 def list_generations(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
-    limit: Annotated[
-        int | None, Query(ge=1, le=lifecycle.MAX_PAGE_SIZE, description="Page size, 20 by default")
-    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=paging.MAX_PAGE_SIZE, description="Page size, 20 by default")] = None,
     cursor: Annotated[
         str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
     ] = None,
