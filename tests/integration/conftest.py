@@ -24,10 +24,13 @@ from bridge_local.simulator import RouterOneSimulator
 ROUTER_ONE_KEY = "sk-integration-secret-4f1d"
 # The key callers of the bridge's own API present (Authorization: Bearer …), as on a deployed stack.
 BRIDGE_API_KEY = "vb-integration-key-7c2e"
-# Two more keys of the same stack: another tenant, and one the tenancy tests make an operator.
+# More keys of the same stack: another tenant, and one the tenancy tests make an operator.
 TENANT_B_API_KEY = "vb-integration-tenant-b-91d0"
 OPERATOR_API_KEY = "vb-integration-operator-3a57"
-API_KEYS = (BRIDGE_API_KEY, TENANT_B_API_KEY, OPERATOR_API_KEY)
+# The registered-endpoint tests' own tenant: an endpoint gets every event of its owner's jobs, so
+# jobs other modules leave running under the main key must not reach it.
+ENDPOINT_TENANT_API_KEY = "vb-integration-endpoints-5b18"
+API_KEYS = (BRIDGE_API_KEY, TENANT_B_API_KEY, OPERATOR_API_KEY, ENDPOINT_TENANT_API_KEY)
 # Small enough that jobs of a few polls roll over to a new execution: the continuation is exercised.
 MAX_POLLS_PER_EXECUTION = 3
 # Webhook retries in seconds instead of hours: the schedule is configuration, as in a deployment.
@@ -118,8 +121,11 @@ class LocalBridge:
             "/v1/videos/generations", json=body or {"model": "video-default", "prompt": "a fox in snow"}
         )
 
-    def delivery_rows(self, task_id: str) -> list[dict[str, Any]]:
-        return self.api.get(f"/v1/videos/generations/{task_id}/webhooks").json()["deliveries"]
+    def delivery_rows(self, task_id: str, caller: httpx.Client | None = None) -> list[dict[str, Any]]:
+        """The job's delivery rows as its owner sees them (the main key's unless `caller` is given)."""
+        answer = (caller or self.api).get(f"/v1/videos/generations/{task_id}/webhooks")
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["deliveries"])
 
     def wait_for_delivery_status(self, task_id: str, status: str, timeout: float = 40.0) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
