@@ -1,4 +1,5 @@
-"""Step Functions task: poll Router One once for a job and return the loop's next state."""
+"""Step Functions task: poll Router One for a job (several times while the waits are short) and
+return the loop's next state."""
 
 from typing import Any
 
@@ -8,12 +9,13 @@ from bridge.errors import UpstreamTransientError
 from bridge.observability import logger, metrics, tracer
 from bridge.outbound.deadlines import lambda_budget
 from bridge.settings import PollSettings, get_settings
-from bridge.tracking.poll_step import poll_once
+from bridge.tracking.invocation import run_invocation
 
 # Checked at cold start: a missing or invalid variable fails the first invocation, naming it.
 get_settings(PollSettings)
 
-# Router One must answer this long before the function's end: time to record what it said.
+# Router One must answer this long before the function's end: time to record what it said and
+# send what is due.
 RESERVE_S = 8.0
 
 
@@ -23,7 +25,7 @@ RESERVE_S = 8.0
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with lambda_budget(context, reserve_s=RESERVE_S):
         try:
-            return poll_once(event).state_output()
+            return run_invocation(event).state_output()
         except UpstreamTransientError:
             # Router One's hiccup, retried by name. Lambda counts it in Errors like any crash: this
             # count lets the crash alarm subtract it (a timeout or OOM kills before any metric).

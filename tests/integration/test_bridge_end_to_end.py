@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import MAX_POLLS_PER_EXECUTION, ROUTER_ONE_KEY, LocalBridge
+from tests.integration.conftest import MAX_POLLS_PER_EXECUTION, ROUTER_ONE_KEY, LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -133,9 +133,10 @@ def test_job_past_its_deadline_ends_as_timed_out(bridge: LocalBridge, short_dead
 
 
 def test_long_job_rolls_over_to_new_executions_and_still_publishes_once(bridge: LocalBridge) -> None:
-    task_id = submitted_task(bridge, run_s=14, queue_s=0)
-
-    assert_one_event_per_channel(bridge, task_id, "video.generation.completed")
+    # One poll per invocation, so each poll is a turn of the state machine and turns add up fast.
+    with bridge_settings(POLL_INVOCATION_SECONDS="0"):
+        task_id = submitted_task(bridge, run_s=14, queue_s=0)
+        assert_one_event_per_channel(bridge, task_id, "video.generation.completed")
 
     names = sorted(e["name"] for e in bridge.executions(task_id))
     assert names[0] == task_id

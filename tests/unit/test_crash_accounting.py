@@ -107,7 +107,7 @@ def raising(error: Exception) -> Any:
 
 def test_a_poll_crash_is_counted_and_still_raised(poll_handler: Any, counted: list[str], monkeypatch: Any) -> None:
     module = __import__(poll_handler.__module__)
-    monkeypatch.setattr(module, "poll_once", raising(KeyError("task_id")))
+    monkeypatch.setattr(module, "run_invocation", raising(KeyError("task_id")))
     with pytest.raises(KeyError):
         poll_handler({"task_id": "v_1"}, context())
     assert counted == ["PollCrashes"]
@@ -115,7 +115,7 @@ def test_a_poll_crash_is_counted_and_still_raised(poll_handler: Any, counted: li
 
 def test_an_upstream_hiccup_is_not_a_crash(poll_handler: Any, counted: list[str], monkeypatch: Any) -> None:
     module = __import__(poll_handler.__module__)
-    monkeypatch.setattr(module, "poll_once", raising(UpstreamTransientError("503")))
+    monkeypatch.setattr(module, "run_invocation", raising(UpstreamTransientError("503")))
     with pytest.raises(UpstreamTransientError):
         poll_handler({"task_id": "v_1"}, context())
     # Counted apart, so the crash alarm can take it out of Lambda's Errors.

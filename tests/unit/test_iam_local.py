@@ -101,7 +101,7 @@ def grants() -> list[iam_report.Grant]:
 def test_grants_cover_inline_statements_policy_templates_and_managed_policies(grants: list[iam_report.Grant]) -> None:
     by_role = {(g.role, g.action) for g in grants}
     assert ("PollFunctionRole", "dynamodb:UpdateItem") in by_role  # an inline statement
-    assert ("JobStateMachineRole", "sns:Publish") in by_role  # SAM's SNSPublishMessagePolicy
+    assert ("PollFunctionRole", "sns:Publish") in by_role  # SAM's SNSPublishMessagePolicy
     assert ("WebhookDeliveryFunctionRole", "sqs:GetQueueAttributes") in by_role  # SAM's managed SQS role
     [unseal] = [g for g in grants if g.role == "PollFunctionRole" and g.action == "kms:Decrypt"]
     assert unseal.condition == "CallerKeysAllowed"
@@ -119,24 +119,24 @@ def test_a_grant_is_used_when_a_call_matches_its_pattern_and_unused_ones_need_a_
     write_usage(
         tmp_path / "usage",
         [
-            {"role_name": "stack-JobStateMachineRole", "action": "sqs:SendMessage", "resource": "q"},
-            {"role_name": "stack-JobStateMachineRole", "action": "sns:Publish", "resource": "t"},
-            {"role_name": "stack-JobStateMachineRole", "action": "sns:Publish", "resource": "t", "allowed": False},
+            {"role_name": "stack-PollFunctionRole", "action": "sqs:SendMessage", "resource": "q"},
+            {"role_name": "stack-PollFunctionRole", "action": "sns:Publish", "resource": "t"},
+            {"role_name": "stack-PollFunctionRole", "action": "sns:Publish", "resource": "t", "allowed": False},
             {"role_name": "someone-elses-Role", "action": "s3:GetObject", "resource": "x"},
         ],
     )
     roles = {g.role for g in grants}
     usage = iam_report.load_usage(tmp_path / "usage", roles)
-    reasons = {"*": {"xray:*": "traces"}, "JobStateMachineRole": {"lambda:InvokeFunction": "invokes"}}
+    reasons = {"*": {"xray:*": "traces"}, "PollFunctionRole": {"kms:Decrypt": "pass-through keys"}}
 
-    [machine] = [r for r in iam_report.build(grants, usage, reasons) if r.role == "JobStateMachineRole"]
+    [machine] = [r for r in iam_report.build(grants, usage, reasons) if r.role == "PollFunctionRole"]
 
     assert machine.used == {"sns:Publish": 1, "sqs:SendMessage": 1}
     assert machine.denied == {"sns:Publish": 1}
     unused = {grant.action: reason for grant, reason in machine.unused}
     assert "sqs:SendMessage*" not in unused  # SAM's wildcard grant, matched by the call
     assert unused["xray:PutTraceSegments"] == "traces"  # the "*" scope
-    assert unused["lambda:InvokeFunction"] == "invokes"  # the role's own scope
+    assert unused["kms:Decrypt"] == "pass-through keys"  # the role's own scope
     assert unused["events:PutEvents"] is None  # unexplained: a strict run fails on it
     assert "someone-elses-Role" not in usage.allowed
 

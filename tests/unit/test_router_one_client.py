@@ -17,11 +17,12 @@ from bridge import settings
 from bridge.errors import UpstreamPermanentError, UpstreamRejected, UpstreamTransientError, UpstreamUnavailable
 from bridge.models import UpstreamStatus
 from bridge.outbound.retry_after import retry_after_seconds
-from bridge.outcomes import checks
+from bridge.outcomes import checks, publishing
 from bridge.store import jobs
 from bridge.store.job_record import JobRecord
 from bridge.timeutil import iso
 from bridge.tracking import model_stats, poll_step
+from bridge.tracking.running_events import RunningNotice
 from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
 from bridge_local.simulator import RouterOneSimulator
 
@@ -311,6 +312,8 @@ def row(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setattr(model_stats, "record_duration", lambda model, seconds: None)
     # No queue here: the outcome check an outcome asks for is noted, not sent.
     monkeypatch.setattr(checks, "queue_check", lambda task_id, **_: job.update(check_queued=True))
+    # Nor topic, bus or webhook queue: the outcome a poll sends is noted on the row.
+    monkeypatch.setattr(publishing, "publish_outcome", lambda _job, event, now: job.update(published=event["id"]))
     yield job
     settings.get_settings.cache_clear()
 
@@ -338,7 +341,7 @@ def run_polls(monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any] | Except
             continue
         steps.append(step)
         state = step.model_dump()
-        if step.action in ("publish", "finish"):
+        if step.action == "finish":
             break
     return steps
 
@@ -348,9 +351,9 @@ def test_progress_going_backwards_is_recorded_as_the_highest_seen(
 ) -> None:
     recorded: list[Any] = []
 
-    def notice(previous: dict[str, Any], **kwargs: Any) -> poll_step.RunningNotice:
+    def notice(previous: dict[str, Any], **kwargs: Any) -> RunningNotice:
         recorded.append(kwargs["progress"])
-        return poll_step.RunningNotice()
+        return RunningNotice()
 
     monkeypatch.setattr(poll_step, "running_notice", notice)
     answers = [{"status": "processing", "progress": p} for p in (10, 40, 60, 20, 35, 70)]
@@ -362,7 +365,8 @@ def test_progress_going_backwards_is_recorded_as_the_highest_seen(
     assert steps[3].poll_memory.samples[-1][1] == 20 and len(steps[3].poll_memory.samples) == 1
     # ... and the highest value travels with the loop.
     assert steps[3].poll_memory.progress_high == 60
-    assert steps[-1].action == "publish" and row["status"] == "completed" and row["progress"] == 100
+    assert steps[-1].action == "finish" and row["status"] == "completed" and row["progress"] == 100
+    assert row["published"] == json.loads(row["event"])["id"]
 
 
 def test_unknown_status_keeps_the_job_running(monkeypatch: pytest.MonkeyPatch, row: dict[str, Any]) -> None:
@@ -372,7 +376,7 @@ def test_unknown_status_keeps_the_job_running(monkeypatch: pytest.MonkeyPatch, r
         {"status": "upscaling"},
         {"status": "completed", "url": "https://cdn.test/v.mp4"},
     )
-    assert [s.action for s in steps] == ["wait", "wait", "publish"]
+    assert [s.action for s in steps] == ["wait", "wait", "finish"]
     assert steps[0].status == "processing" and steps[0].next_wait_s == 3
     assert row["status"] == "completed"
 
@@ -382,7 +386,7 @@ def test_completed_without_url_is_asked_again_then_fails_with_missing_video_url(
 ) -> None:
     done = {"status": "completed"}
     steps = run_polls(monkeypatch, {"status": "processing", "progress": 90}, done, done, done)
-    assert [s.action for s in steps] == ["wait", "wait", "wait", "publish"]
+    assert [s.action for s in steps] == ["wait", "wait", "wait", "finish"]
     assert [s.next_wait_s for s in steps[1:3]] == [3, 3]
     assert row["status"] == "failed"
     assert row["error"]["code"] == "missing_video_url" and row["error"]["type"] == "api_error"
@@ -393,7 +397,7 @@ def test_a_url_that_lags_its_status_still_completes(monkeypatch: pytest.MonkeyPa
     steps = run_polls(
         monkeypatch, {"status": "completed", "url": ""}, {"status": "completed", "url": "https://cdn.test/v.mp4"}
     )
-    assert [s.action for s in steps] == ["wait", "publish"]
+    assert [s.action for s in steps] == ["wait", "finish"]
     assert row["status"] == "completed" and row["url"] == "https://cdn.test/v.mp4"
 
 
@@ -424,7 +428,7 @@ def test_transient_faults_past_the_deadline_end_the_job_as_timed_out(
         "next_wait_s": 3,
     }
     step = poll_step.poll_once(state, now=T0 + timedelta(seconds=1))
-    assert step.action == "publish" and row["status"] == "timed_out"
+    assert step.action == "finish" and row["status"] == "timed_out" and "published" in row
     assert row["error"]["code"] == "deadline_exceeded" and "in time" in row["error"]["message"]
 
 

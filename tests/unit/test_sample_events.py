@@ -19,9 +19,9 @@ def test_poll_event_is_a_loop_state_with_a_usable_memory() -> None:
     assert memory.processing_since_s is not None and memory.samples
 
 
-def test_keep_video_event_is_a_publishing_step() -> None:
+def test_keep_video_event_is_the_step_that_asks_for_the_copy() -> None:
     step = LoopStep.model_validate(load("keep_video.json"))
-    assert step.action == "publish" and step.keep_video and step.event and step.event["data"]["url"]
+    assert step.action == "keep_video" and step.event and step.event["data"]["url"]
 
 
 def test_webhook_delivery_event_carries_a_delivery_message() -> None:

@@ -215,11 +215,19 @@ def _machine() -> dict:
 def test_no_lambda_death_in_the_loop_fails_the_execution() -> None:
     states = _machine()
     # A timeout, running out of memory or an unknown error (Sandbox.Timedout, Lambda.Unknown, ...)
-    # sends the loop back to waiting; the copy step publishes without the copy.
-    assert {"ErrorEquals": ["States.ALL"], "ResultPath": "$.last_error", "Next": "WaitBeforePoll"}.items() <= (
+    # sends a poll back to waiting; the copy step publishes without the copy.
+    assert {"ErrorEquals": ["States.ALL"], "ResultPath": "$.last_error", "Next": "AfterCrash"}.items() <= (
         states["PollUpstream"]["Catch"][-1].items()
     )
+    assert states["AfterCrash"]["Default"] == "WaitBeforePoll"
     assert states["KeepVideo"]["Catch"][-1]["ErrorEquals"] == ["States.ALL"]
+    assert states[states["KeepVideo"]["Catch"][-1]["Next"]] == {
+        "Comment": states["PublishWithoutCopy"]["Comment"],
+        "Type": "Pass",
+        "Result": "publish",
+        "ResultPath": "$.action",
+        "Next": "PollUpstream",
+    }
     retried = {name for rule in states["PollUpstream"]["Retry"] for name in rule["ErrorEquals"]}
     # What AWS advises retrying for a Lambda task.
     assert {
@@ -230,23 +238,33 @@ def test_no_lambda_death_in_the_loop_fails_the_execution() -> None:
     } <= retried
 
 
-def test_an_outcome_is_marked_published_only_after_its_fan_out() -> None:
+def test_an_outcome_whose_sends_keep_failing_fails_the_execution_for_its_outcome_check() -> None:
     states = _machine()
-    assert states["PublishOutcome"]["Next"] == "AfterPublish"
-    [outcome] = [c for c in states["AfterPublish"]["Choices"] if c.get("StringEquals") == "publish"]
-    assert outcome["Next"] == "MarkPublished"
-    mark = states["MarkPublished"]
-    assert mark["Resource"] == "arn:${Partition}:states:::dynamodb:updateItem"
-    assert mark["Parameters"]["UpdateExpression"] == "REMOVE unpublished_since"
-    # A failed fan-out leaves the outcome marked, in a failed execution its outcome check publishes again.
-    assert states["PublishOutcome"]["Catch"][0]["Next"] == "PublishFailed"
-    [failed] = states["PublishFailed"]["Choices"]
-    assert states[failed["Next"]]["Type"] == "Fail"
+    poll = states["PollUpstream"]
+    # Matched before the catch-alls: retried a few times, then the execution fails, the outcome still marked.
+    assert poll["Retry"][0]["ErrorEquals"] == ["OutcomeNotPublished"] and poll["Retry"][0]["MaxAttempts"] > 0
+    assert poll["Catch"][0]["ErrorEquals"] == ["OutcomeNotPublished"]
+    assert states[poll["Catch"][0]["Next"]]["Type"] == "Fail"
+    # A publish-only execution that keeps dying fails the same way instead of looping at a 0 s wait.
+    [publish] = states["AfterCrash"]["Choices"]
+    assert publish["StringEquals"] == "publish" and states[publish["Next"]]["Type"] == "Fail"
+
+
+def test_every_send_is_the_functions_and_a_turn_is_three_states() -> None:
+    """No SNS, EventBridge, SQS or DynamoDB step: each would be transitions on every job (docs/cost.md)."""
+    states = _machine()
+    resources = {s["Resource"] for s in _all_states(states) if "Resource" in s}
+    assert resources == {"arn:${Partition}:states:::lambda:invoke", "arn:${Partition}:states:::states:startExecution"}
+    assert states["WaitBeforePoll"]["Next"] == "PollUpstream"
+    assert states["PollUpstream"]["Next"] == "RouteOnPollResult"
+    [wait] = [c for c in states["RouteOnPollResult"]["Choices"] if c["StringEquals"] == "wait"]
+    assert wait["Next"] == "WaitBeforePoll"
+    assert states[states["RouteOnPollResult"]["Default"]]["Type"] == "Succeed"
 
 
 def test_new_states_read_only_fields_every_older_input_has() -> None:
-    # Executions started by code from before this definition (a cancel's publish, a continuation)
-    # carry task_id, action and event; a path to anything else would fail them with States.Runtime.
+    # An execution of this definition may start from a continuation an older definition started, or
+    # from the input the code builds today; a path to anything else would fail it with States.Runtime.
     states = _machine()
 
     def read(node: object) -> set[str]:
@@ -257,7 +275,13 @@ def test_new_states_read_only_fields_every_older_input_has() -> None:
             return set().union(*(read(v) for v in node))
         return set()
 
-    assert read([states["MarkPublished"], states["PublishFailed"]]) == {"$.task_id", "$.event.id", "$.action"}
+    at_start = {path for path in read([states["WaitBeforePoll"], states["PollUpstream"]]) if path.startswith("$.")}
+    older_continuation = {
+        "task_id", "model", "submitted_at", "deadline_at", "next_wait_s", "generation", "polls_in_execution",
+        "action", "poll_memory",
+    }  # fmt: skip
+    assert {path.removeprefix("$.") for path in at_start} <= older_continuation
+    assert "$.next_wait_s" in at_start and "$.action" in at_start
 
 
 def test_the_reconciler_may_do_what_an_outcome_check_needs() -> None:
@@ -268,8 +292,15 @@ def test_the_reconciler_may_do_what_an_outcome_check_needs() -> None:
     poll = resources["PollFunction"]["Properties"]
     assert poll["Environment"]["Variables"]["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}
     assert "sqs:SendMessage" in json.dumps(poll["Policies"])
-    machine = json.dumps(resources["JobStateMachine"]["Properties"]["Policies"])
-    assert "dynamodb:UpdateItem" in machine
+    # The poll function sends every event and clears the unpublished mark itself.
+    grants = json.dumps(poll["Policies"])
+    for policy in (
+        "SNSPublishMessagePolicy",
+        "EventBridgePutEventsPolicy",
+        "SQSSendMessagePolicy",
+        "dynamodb:UpdateItem",
+    ):
+        assert policy in grants
 
 
 # Deliberately not retained; docs/operations.md's "Deleting the stack" says the same. Everything else of these
@@ -337,7 +368,8 @@ def test_the_asl_lint_fills_every_placeholder_with_a_value_of_the_deployed_shape
     assert all(s["Resource"].startswith("arn:aws:states:::") for s in states if "Resource" in s)
     poll = machine["States"]["PollUpstream"]["Parameters"]["FunctionName"]
     assert re.fullmatch(r"arn:aws:lambda:us-east-1:\d{12}:function:[\w-]+", poll)
-    assert values["WebhookQueueUrl"].startswith("https://sqs.")
+    copy = machine["States"]["KeepVideo"]["Parameters"]["FunctionName"]
+    assert re.fullmatch(r"arn:aws:lambda:us-east-1:\d{12}:function:[\w-]+", copy)
 
 
 def test_the_asl_lint_reports_a_placeholder_nobody_fills(tmp_path: Path) -> None:

@@ -84,5 +84,10 @@ class UpstreamPermanentError(Exception):
         self.error = error
 
 
+class OutcomeNotPublished(Exception):
+    """A recorded outcome's sends failed; the state machine retries the poll by this name, then fails
+    the execution, and the outcome check publishes it in an execution of its own."""
+
+
 def internal_error_envelope() -> dict[str, Any]:
     return BridgeError("internal error; the request was not processed").envelope()

@@ -111,6 +111,9 @@ class PollingSettings(_Group):
     poll_max_wait_seconds: int = Field(default=60, ge=MIN_POLL_INTERVAL_S, le=900)
     # Each loop iteration costs about ten history events; a fresh execution long before 25,000.
     max_polls_per_execution: int = Field(default=500, ge=1, le=2000)
+    # How long one poll invocation may go on polling while the waits are short (docs/cost.md): the
+    # function's timeout (120 s) holds this plus a last request and its recording. 0: one poll each.
+    poll_invocation_seconds: int = Field(default=90, ge=0, le=100)
     progress_event_interval_seconds: int = Field(default=30, ge=1)
     # started/progress events on SNS and EventBridge too (webhooks get them when their filter asks).
     publish_running_events: bool = False
@@ -167,13 +170,17 @@ class EndpointKeySettings(_Group):
     webhook_endpoint_key_id: Required
 
 
-class EndpointHealthSettings(_Group):
-    # An endpoint whose deliveries have all failed for this long is disabled (Svix's 5 days).
-    endpoint_disable_after_seconds: int = Field(default=5 * 86_400, ge=1)
-    # Where its owner hears of it: the stack's topic and bus, as for job events.
+class EventChannelSettings(_Group):
+    # The stack's topic and bus: every job event, and an endpoint's disabled notice, goes to both.
     event_topic_arn: Required
     event_bus_name: Required
     event_source: str = Field(default="router-one.video-bridge", min_length=1)
+
+
+class EndpointHealthSettings(EventChannelSettings):
+    # An endpoint whose deliveries have all failed for this long is disabled (Svix's 5 days); its
+    # owner hears of it on the event channels.
+    endpoint_disable_after_seconds: int = Field(default=5 * 86_400, ge=1)
 
 
 class IdempotencySettings(_Group):
@@ -210,7 +217,9 @@ class ApiSettings(
     pass
 
 
-class PollSettings(JobTableSettings, UpstreamSettings, PollingSettings, OutcomeCheckSettings, WebhookLogSettings):
+class PollSettings(
+    JobTableSettings, UpstreamSettings, PollingSettings, OutcomeCheckSettings, WebhookLogSettings, EventChannelSettings
+):
     pass
 
 

@@ -34,14 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge import aws_errors
 from bridge.clients import sqs, stepfunctions
 from bridge.errors import BridgeError
-from bridge.models import JobStatus
 from bridge.observability import logger, metrics
-from bridge.outcomes.events import detail_type
 from bridge.settings import OutcomeCheckSettings, TrackingSettings, get_settings
 from bridge.store import jobs
-from bridge.timeutil import utcnow
 from bridge.tracking.loop import execution_arn, execution_name
-from bridge.webhooks import dispatch
+from bridge.tracking.state import LoopState
 
 if TYPE_CHECKING:
     from bridge.store.job_record import JobRecord
@@ -90,15 +87,10 @@ def check_of(body: Any) -> OutcomeCheck | None:
     return OutcomeCheck.model_validate(body[CHECK_KEY])
 
 
-def publish_input(job: JobRecord, event: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The input of an execution that only publishes `event` (the state machine's `publish` action)."""
-    return {
-        "action": "publish",
-        "task_id": job.task_id,
-        "event": event,
-        "detail_type": detail_type(JobStatus(event["data"]["status"])),
-        "webhook": dispatch.prepare_delivery(job, event, now, requeue_existing=True),
-    }
+def publish_input(job: JobRecord) -> dict[str, Any]:
+    """The input of an execution that only publishes the job's recorded outcome (the `publish`
+    action: its poll function invocation sends what the row holds)."""
+    return LoopState.first(job, first_wait_s=0).loop_input("publish")
 
 
 def publish_execution_name(task_id: str, attempt: int) -> str:
@@ -140,7 +132,7 @@ def check_outcome(check: OutcomeCheck, now: datetime | None = None) -> str:
         if attempt > MAX_ATTEMPTS:
             raise StrandedOutcome(f"the outcome of {check.task_id} could not be published in {MAX_ATTEMPTS} attempts")
 
-    payload = publish_input(job, event, now or utcnow())
+    payload = publish_input(job)
     try:
         stepfunctions().start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
     except aws_errors.ClientError as exc:

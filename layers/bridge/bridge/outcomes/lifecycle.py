@@ -42,7 +42,7 @@ def cancel(task_id: str, caller: Caller) -> dict[str, Any]:
     if to_publish is None:
         raise _already_ended(task_id, jobs.get_job(task_id).status)
     _stop_tracking(job, machine)
-    _publish(job, to_publish, machine)
+    _publish(job, machine)
     metrics.add_metric(name="JobsCanceled", unit="Count", value=1)
     return jobs.get_job(task_id).public_view()
 
@@ -61,9 +61,9 @@ def _stop_tracking(job: JobRecord, state_machine_arn: str) -> None:
         logger.info("no running execution to stop", extra={"code": exc.response.get("Error", {}).get("Code")})
 
 
-def _publish(job: JobRecord, event: dict[str, Any], state_machine_arn: str) -> None:
-    """Publish through the state machine's own fan-out (retried, durable), in an execution of its own."""
-    publish_input = checks.publish_input(job, event, utcnow())
+def _publish(job: JobRecord, state_machine_arn: str) -> None:
+    """Publish in an execution of its own (its poll invocation sends the row's outcome, retried)."""
+    publish_input = checks.publish_input(job)
     name = execution_name(job.task_id) + checks.CANCEL_PUBLISH_SUFFIX
     try:
         stepfunctions().start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(publish_input))

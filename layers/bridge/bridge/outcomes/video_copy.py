@@ -70,7 +70,8 @@ class _CappedStream(io.RawIOBase):
 
 
 def keep_video(step: dict[str, Any]) -> dict[str, Any]:
-    """The state machine's KeepVideo step: the loop state back, its event now saying where the video is.
+    """The state machine's KeepVideo step: the loop state back, its event (stored on the row) now
+    saying where the video is, and the `publish` action that sends it.
 
     The copy ends by the deadline in force (the handler sets one short of the function's end): a
     download that cannot finish by then fails, and the upload stops and aborts its multipart
@@ -87,8 +88,9 @@ def keep_video(step: dict[str, Any]) -> dict[str, Any]:
         logger.warning("video not kept", extra={"task_id": data["task_id"], "reason": str(exc)})
     jobs.replace_event(data["task_id"], event, video=data["video"])
     if step.get("webhook"):
+        # An execution started on an earlier definition queued nothing yet but logged its deliveries.
         deliveries.replace_event(data["task_id"], event)
-    return step | {"event": event}
+    return step | {"event": event, "action": "publish"}
 
 
 def _copy(task_id: str, url: str | None) -> dict[str, Any]:

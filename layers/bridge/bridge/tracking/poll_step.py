@@ -1,6 +1,7 @@
-"""One step of a job's poll loop: ask Router One, store what it says, decide what comes next.
+"""One poll of a job: ask Router One, store what it says, send what is due, decide what comes next.
 
-How each upstream fault is handled is written up in docs/upstream-faults.md.
+`tracking.invocation` runs these polls, several in one invocation while the waits are short. How
+each upstream fault is handled is written up in docs/upstream-faults.md.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ from bridge import aws_errors
 from bridge.errors import BridgeError, UpstreamPermanentError, UpstreamTransientError
 from bridge.models import JobStatus, UpstreamStatus
 from bridge.observability import logger, metrics
+from bridge.outcomes import publishing
 from bridge.outcomes.ending import end_job
-from bridge.outcomes.events import detail_type
 from bridge.settings import MIN_POLL_INTERVAL_S, PollingSettings, get_settings
 from bridge.store import jobs
 from bridge.store.job_record import JobRecord
 from bridge.timeutil import parse_iso, utcnow
 from bridge.tracking import model_stats
 from bridge.tracking.eta_policy import ModelDurations, PollMemory, next_wait, remember
-from bridge.tracking.loop import execution_name, next_wait_seconds, should_continue_in_new_execution
-from bridge.tracking.running_events import RunningNotice, running_notice, started_claim
+from bridge.tracking.loop import next_wait_seconds
+from bridge.tracking.running_events import running_notice, started_claim
 from bridge.tracking.state import LoopMemory, LoopState, LoopStep
 from bridge.upstream.caller_keys import unseal
 from bridge.upstream.configured import router_one, router_one_as
 from bridge.upstream.router_one import RouterOneClient, UpstreamRetryLater
-from bridge.webhooks import dispatch
 
 RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCESSING}
 
@@ -36,7 +36,10 @@ RUNNING_STATUSES = {"pending": JobStatus.PENDING, "processing": JobStatus.PROCES
 MISSING_URL_RETRIES = 2
 
 
-def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopStep:
+def poll_once(
+    raw_state: dict[str, Any] | LoopState, now: datetime | None = None, *, started_sent: bool = False
+) -> LoopStep:
+    """One poll; `started_sent`: an earlier poll of this invocation sent the job's `started` event."""
     state = LoopState.model_validate(raw_state)
     now = now or utcnow()
     past_deadline = now.timestamp() >= state.deadline_at
@@ -68,7 +71,19 @@ def poll_once(raw_state: dict[str, Any], now: datetime | None = None) -> LoopSte
         return _finish(state, JobStatus.FAILED, now, error=_upstream_failure(seen))
     if past_deadline:
         return _finish(state, JobStatus.TIMED_OUT, now, error=_deadline_error(f"still {seen.status}"))
-    return _keep_polling(state, seen, now)
+    return _keep_polling(state, seen, now, started_sent=started_sent)
+
+
+def publish_recorded(raw_state: dict[str, Any] | LoopState, now: datetime | None = None) -> LoopStep:
+    """The `publish` action: send the job's recorded outcome if it is still marked unpublished."""
+    state = LoopState.model_validate(raw_state)
+    job = jobs.find_row(state.task_id)
+    event = job.outcome_event() if job is not None and job.unpublished_since else None
+    if job is None or event is None:
+        logger.info("no unpublished outcome to send", extra={"task_id": state.task_id})
+        return _finished(state, job.status.value if job is not None else "unknown")
+    step = state.model_dump() | {"status": event["data"]["status"]}
+    return _publish_step(step, state, job, event, now or utcnow(), after_copy=True)
 
 
 def _upstream_for(state: LoopState) -> RouterOneClient:
@@ -89,7 +104,7 @@ def _upstream_for(state: LoopState) -> RouterOneClient:
     return router_one_as(unseal(sealed))
 
 
-def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> LoopStep:
+def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime, *, started_sent: bool) -> LoopStep:
     status = RUNNING_STATUSES.get(seen.status)
     if status is None:
         # Router One may add statuses; treat the unknown as still running rather than guess an end.
@@ -119,13 +134,15 @@ def _keep_polling(state: LoopState, seen: UpstreamStatus, now: datetime) -> Loop
     )
     if previous is None:
         return _already_ended(state, status, now)
-    notice = running_notice(previous, state=state, status=status, progress=progress, now=now)
+    notice = running_notice(previous, state=state, status=status, progress=progress, now=now, started_sent=started_sent)
+    if notice.kind is not None:
+        publishing.publish_running(state.task_id, notice.event, notice.detail_type, notice.webhook)
 
     memory, wait = _next_wait(state, status, reported, now)
     # Should the carried high have been lost, the row's value restores it from the next poll on.
     high = _highest(progress, previous.progress)
     carried = state.poll_memory.with_policy(memory).model_copy(update={"progress_high": high, "url_missing_polls": 0})
-    return _loop_step(state, memory=carried, wait=wait, status=status, notice=notice)
+    return _loop_step(state, memory=carried, wait=wait, status=status, started_sent=notice.kind == "started")
 
 
 def _completed_without_url(state: LoopState, seen: UpstreamStatus, now: datetime, *, past_deadline: bool) -> LoopStep:
@@ -167,35 +184,16 @@ def _wait_as_asked(state: LoopState, retry_after_s: float, now: datetime) -> Loo
 
 
 def _loop_step(
-    state: LoopState,
-    *,
-    memory: LoopMemory,
-    wait: int,
-    status: JobStatus,
-    notice: RunningNotice | None = None,
+    state: LoopState, *, memory: LoopMemory, wait: int, status: JobStatus, started_sent: bool = False
 ) -> LoopStep:
-    """Poll again after `wait` seconds, in this execution or, past its poll budget, a fresh one."""
-    settings = get_settings(PollingSettings)
-    notice = notice or RunningNotice()
-    polls = state.polls_in_execution + 1
+    """Poll again after `wait` seconds (where, the invocation decides)."""
     step = state.model_dump() | {
         "poll_memory": memory,
         "next_wait_s": wait,
-        "polls_in_execution": polls,
         "status": status.value,
-        "webhook": notice.webhook,
-        "event": notice.event,
-        "detail_type": notice.detail_type,
+        "action": "wait",
+        "started_sent": started_sent,
     }
-    if should_continue_in_new_execution(polls, settings.max_polls_per_execution):
-        generation = state.generation + 1
-        step |= {
-            "action": "continue",
-            "generation": generation,
-            "next_execution_name": execution_name(state.task_id, generation),
-        }
-    else:
-        step["action"] = "wait"
     return LoopStep.model_validate(step)
 
 
@@ -205,14 +203,15 @@ def _already_ended(state: LoopState, status: JobStatus, now: datetime) -> LoopSt
         # This very execution recorded the outcome and died before publishing it: publish it now.
         job, event = unpublished
         logger.info("publishing the outcome this execution recorded before a crash", extra={"task_id": state.task_id})
-        step = state.model_dump() | {
-            "status": event["data"]["status"],
-            "polls_in_execution": state.polls_in_execution + 1,
-        }
-        return _publish_step(step, job, event, now)
+        step = state.model_dump() | {"status": event["data"]["status"]}
+        return _publish_step(step, state, job, event, now)
     # The job already ended elsewhere (canceled, or another execution recorded its outcome).
     logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
-    return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
+    return _finished(state, status.value)
+
+
+def _finished(state: LoopState, status: str) -> LoopStep:
+    return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status})
 
 
 def _highest(*values: int | None) -> int | None:
@@ -263,7 +262,7 @@ def _finish(
         # Deleted (or expired) under a running loop: nothing left to record or publish. Raising
         # would only bring the same poll back, since the state machine waits out every crash.
         logger.warning("the job's row is gone; loop stops", extra={"task_id": state.task_id})
-        return LoopStep.model_validate(state.model_dump() | {"action": "finish", "status": status.value})
+        return _finished(state, status.value)
     to_publish = end_job(
         job,
         status,
@@ -274,34 +273,44 @@ def _finish(
         url_ttl_s=get_settings(PollingSettings).video_url_ttl_seconds,
         error=error,
     )
-    step = state.model_dump() | {"status": status.value, "polls_in_execution": state.polls_in_execution + 1}
+    step = state.model_dump() | {"status": status.value}
     if to_publish is None:
         logger.info("outcome already recorded by another execution", extra={"task_id": state.task_id})
-        return LoopStep.model_validate(step | {"action": "finish"})
+        return _finished(state, status.value)
     metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
     if status == JobStatus.COMPLETED:
         _remember_duration(state, now)
-    return _publish_step(step, job, to_publish, now)
+    return _publish_step(step, state, job, to_publish, now)
 
 
-def _publish_step(step: dict[str, Any], job: JobRecord, event: dict[str, Any], now: datetime) -> LoopStep:
-    """Hand the recorded outcome to the state machine's fan-out (after the video copy, if kept)."""
-    published_status = JobStatus(event["data"]["status"])
-    webhook = dispatch.prepare_delivery(job, event, now, requeue_existing=True)
-    return LoopStep.model_validate(
-        step
-        | {
-            "action": "publish",
-            "status": published_status.value,
-            "event": event,
-            "detail_type": detail_type(published_status),
-            "webhook": webhook,
-            "keep_video": get_settings(PollingSettings).keep_videos
-            and published_status == JobStatus.COMPLETED
-            and bool(event["data"].get("url"))
-            and "video" not in event["data"],
-        }
+def _publish_step(
+    step: dict[str, Any],
+    state: LoopState,
+    job: JobRecord,
+    event: dict[str, Any],
+    now: datetime,
+    *,
+    after_copy: bool = False,
+) -> LoopStep:
+    """Send the recorded outcome, unless the video is to be kept first: then the state machine's
+    KeepVideo step copies it and hands back here (`publish`). Raises `OutcomeNotPublished`."""
+    status = JobStatus(event["data"]["status"])
+    keep = (
+        not after_copy
+        and get_settings(PollingSettings).keep_videos
+        and status == JobStatus.COMPLETED
+        and bool(event["data"].get("url"))
+        and "video" not in event["data"]
     )
+    if keep and state.machine_version >= 2:
+        return LoopStep.model_validate(step | {"action": "keep_video", "status": status.value, "event": event})
+    if keep:
+        # An execution started on an earlier definition has no step that would hand back after the copy.
+        logger.warning(
+            "video not kept: the execution predates the copy step's hand-back", extra={"task_id": job.task_id}
+        )
+    publishing.publish_outcome(job, event, now)
+    return LoopStep.model_validate(step | {"action": "finish", "status": status.value})
 
 
 def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:

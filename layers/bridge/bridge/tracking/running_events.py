@@ -28,17 +28,26 @@ RUNNING_DETAIL_TYPES = {"started": "Video Generation Started", "progress": "Vide
 
 @dataclass(frozen=True)
 class RunningNotice:
+    kind: str | None = None  # "started", "progress", or None: nothing is due
     event: dict[str, Any] | None = None  # for SNS and EventBridge
     detail_type: str | None = None
     webhook: dict[str, Any] | None = None  # the webhook queue message
 
 
 def running_notice(
-    previous: JobRecord, *, state: LoopState, status: JobStatus, progress: int | None, now: datetime
+    previous: JobRecord,
+    *,
+    state: LoopState,
+    status: JobStatus,
+    progress: int | None,
+    now: datetime,
+    started_sent: bool = False,
 ) -> RunningNotice:
+    """The running event this poll owes, if any; `started_sent`: an earlier poll of the same
+    invocation sent `started` (they all make the same claim)."""
     settings = get_settings(PollingSettings)
     on_bus = settings.publish_running_events
-    started_due = _started_due(previous, state=state, status=status)
+    started_due = not started_sent and _started_due(previous, state=state, status=status)
     progress_moved = progress is not None and progress != previous.progress
     # Asked only when an event could be due: the registered endpoints are a read of their own.
     hooked = dispatch.wanted_kinds(previous) if (started_due or progress_moved) and not on_bus else set()
@@ -70,12 +79,12 @@ def running_notice(
     )
     webhook = dispatch.prepare_delivery(previous, event, now, requeue_existing=False)
     if not on_bus:
-        return RunningNotice(webhook=webhook)
-    return RunningNotice(event=event, detail_type=RUNNING_DETAIL_TYPES[kind], webhook=webhook)
+        return RunningNotice(kind=kind, webhook=webhook)
+    return RunningNotice(kind=kind, event=event, detail_type=RUNNING_DETAIL_TYPES[kind], webhook=webhook)
 
 
 def started_claim(state: LoopState) -> str:
-    """Names this poll: a retry of it (same execution, same input) makes the same claim."""
+    """Names this invocation: a retry of it (same execution, same input) makes the same claim."""
     return f"{state.execution_id or 'unknown'}#{state.polls_in_execution}"
 
 

@@ -60,6 +60,12 @@ class LoopState(BaseModel):
     polls_in_execution: int = 0
     execution_id: str | None = None
     poll_memory: LoopMemory = Field(default_factory=LoopMemory)
+    # What the execution asks of this invocation: "publish" its recorded outcome (a cancel's or the
+    # outcome check's execution, or after the video copy), else poll.
+    action: str = "track"
+    # 2: the definition that leaves every send to the functions (it has a KeepVideo step that hands
+    # back to the poll function). Executions started on an earlier one send nothing of this field.
+    machine_version: int = 1
 
     @field_serializer("poll_memory")
     def _compact_memory(self, memory: LoopMemory) -> dict[str, Any]:
@@ -77,25 +83,30 @@ class LoopState(BaseModel):
             poll_memory=LoopMemory.for_job(job),
         )
 
-    def loop_input(self) -> dict[str, Any]:
-        """The input of the execution that runs this loop (the state machine's `track` action)."""
-        return self.model_dump(exclude={"execution_id"}) | {"action": "track"}
+    def loop_input(self, action: str = "track") -> dict[str, Any]:
+        """The input of an execution: `track` runs this loop, `publish` sends the recorded outcome."""
+        return self.model_dump(exclude={"execution_id", "machine_version"}) | {"action": action}
 
 
 class LoopStep(LoopState):
     """The poll function's answer: the next state plus what the state machine does with it."""
 
-    action: Literal["wait", "continue", "publish", "finish"]
+    # wait: poll again after next_wait_s; continue: in a fresh execution; keep_video: copy the video
+    # (KeepVideo), then publish; finish: the outcome is out, or another writer's.
+    action: Literal["wait", "continue", "keep_video", "finish"]  # type: ignore[assignment]
     status: str
     next_execution_name: str | None = None
+    # The recorded outcome, for the video copy to enrich.
     event: dict[str, Any] | None = None
-    detail_type: str | None = None
-    # A webhook delivery for the state machine to queue (its SQS message body).
-    webhook: dict[str, Any] | None = None
-    # Copy the finished video to the stack's bucket before publishing.
-    keep_video: bool = False
+    # This poll sent the job's `started` event (a later poll of the same invocation must not).
+    started_sent: bool = Field(default=False, exclude=True)
 
     def state_output(self) -> dict[str, Any]:
-        """What the state machine gets: unset fields left out, but `webhook` and `event` always present
-        (its Choices test them for null, which needs the paths to exist)."""
-        return self.model_dump(exclude_none=True) | {"webhook": self.webhook, "event": self.event}
+        """What the state machine gets: unset fields left out. `webhook` and `event` are always there:
+        the Choices of executions started on an earlier definition test them for null, which needs the
+        paths to exist (this function sends everything itself, so for them both are null)."""
+        return self.model_dump(exclude_none=True, exclude={"machine_version"}) | {
+            "webhook": None,
+            "event": self.event if self.action == "keep_video" else None,
+            "keep_video": False,
+        }

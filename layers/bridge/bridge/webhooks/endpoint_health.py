@@ -12,10 +12,8 @@ so a sender stopped in between leaves it owed, and the next message for that end
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
-from bridge.clients import eventbridge, sns
 from bridge.observability import logger, metrics
 from bridge.outbound.pinned_post import AttemptResult
 from bridge.outcomes.events import (
@@ -23,6 +21,7 @@ from bridge.outcomes.events import (
     build_endpoint_disabled_event,
     endpoint_disabled_event_id,
 )
+from bridge.outcomes.publishing import send_event
 from bridge.settings import DeliverySettings, get_settings
 from bridge.store import endpoints
 from bridge.store.endpoints import Endpoint
@@ -66,7 +65,6 @@ def send_notice(endpoint: Endpoint) -> None:
     """Publish the owed `webhook.endpoint.disabled` event, then clear the debt. Raises if a channel refuses."""
     if not endpoint.disable_notice or not endpoint.disabled_at:
         return
-    settings = get_settings(DeliverySettings)
     event = build_endpoint_disabled_event(
         owner_id=endpoint.owner_id,
         endpoint_id=endpoint.endpoint_id,
@@ -75,25 +73,9 @@ def send_notice(endpoint: Endpoint) -> None:
         disabled_at=endpoint.disabled_at,
         failing_since=endpoint.failing_since,
     )
-    body = json.dumps(event, separators=(",", ":"))
-    sns().publish(
-        TopicArn=settings.event_topic_arn,
-        Message=body,
-        MessageAttributes={
-            "event_type": {"DataType": "String", "StringValue": event["type"]},
-            "owner_id": {"DataType": "String", "StringValue": endpoint.owner_id},
-        },
+    send_event(
+        event,
+        detail_type=ENDPOINT_DISABLED_DETAIL_TYPE,
+        attributes={"event_type": event["type"], "owner_id": endpoint.owner_id},
     )
-    answer = eventbridge().put_events(
-        Entries=[
-            {
-                "EventBusName": settings.event_bus_name,
-                "Source": settings.event_source,
-                "DetailType": ENDPOINT_DISABLED_DETAIL_TYPE,
-                "Detail": body,
-            }
-        ]
-    )
-    if answer.get("FailedEntryCount"):
-        raise RuntimeError(f"EventBridge refused the endpoint's disabled event: {answer.get('Entries')}")
     endpoints.notice_sent(endpoint, endpoint.disable_notice)
