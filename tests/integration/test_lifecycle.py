@@ -206,18 +206,23 @@ def test_the_benchmarks_transition_count_matches_a_real_execution(
     from benchmarks.polling_benchmark import state_transitions
     from bridge.settings import get_settings
 
-    # The benchmark models the default stack: no video copy step.
+    # The benchmark models the default stack (no video copy step); a short invocation budget makes
+    # a short job take two turns of a few polls each.
     monkeypatch.setenv("KEEP_VIDEOS", "false")
+    monkeypatch.setenv("POLL_INVOCATION_SECONDS", "5")
     get_settings.cache_clear()
 
-    task_id = bridge.submit(run_s=4.0, queue_s=0.2).json()["task_id"]
+    task_id = bridge.submit(run_s=9.0, queue_s=0.2).json()["task_id"]
     bridge.events.wait_for(task_id)
     [execution] = bridge.wait_for_executions_to_end(task_id)
     history = bridge.aws.client("stepfunctions").get_execution_history(
         executionArn=execution["executionArn"], maxResults=1000
     )["events"]
-    entered = [e for e in history if e["type"].endswith("StateEntered")]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
     polls = int(bridge.job_row(task_id)["poll_count"]["N"])
     monkeypatch.undo()
     get_settings.cache_clear()
-    assert len(entered) == state_transitions(polls)
+    turns = entered.count("PollUpstream")
+    assert turns >= 2 and polls > turns  # several polls in an invocation, and more than one invocation
+    assert len(entered) == state_transitions(turns)
+    assert entered == ["WaitBeforePoll", "PollUpstream", "RouteOnPollResult"] * turns + ["Done"]

@@ -83,17 +83,39 @@ def test_eta_polls_less_than_the_fixed_loop(results: dict[str, list[bench.JobRun
     assert eta < fixed
 
 
-def test_state_transitions_and_costs_follow_the_polls(results: dict[str, list[bench.JobRun]]) -> None:
-    assert bench.state_transitions(1) == 12
+def test_state_transitions_and_costs_follow_the_turns(results: dict[str, list[bench.JobRun]]) -> None:
+    assert bench.state_transitions(1) == 4
     assert bench.state_transitions(5) - bench.state_transitions(4) == 3
     for runs in results.values():
         summary = bench.Summary.of(runs)
         assert summary.jobs == len(runs)
-        assert summary.transitions_mean == pytest.approx(3 * summary.polls_mean + 9)
+        turns = sum(run.turns for run in runs) / len(runs)
+        assert summary.transitions_mean == pytest.approx(3 * turns + 1)
         assert summary.lag_p50 <= summary.lag_p95 <= summary.lag_max
         assert summary.sfn_usd_per_1000 == pytest.approx(summary.transitions_mean * 0.025)
-    fixed, eta = (bench.Summary.of(results[name]) for name in ("fixed-3s", "eta"))
-    assert eta.sfn_usd_per_1000 + eta.lambda_usd_per_1000 < fixed.sfn_usd_per_1000 + fixed.lambda_usd_per_1000
+        for run in runs:
+            # Every poll is in exactly one invocation, and every wait but the first and the longer ones is slept in one.
+            assert 1 <= run.turns <= run.polls
+            slept = sum(w for w in run.waits[1:]) - sum(
+                w for w in run.waits[1:] if w > 20
+            )  # an upper bound: the budget may end an invocation early
+            assert run.lambda_s <= slept + run.polls * bench.LAMBDA_BILLED_S_PER_POLL + 1e-9
+            assert run.lambda_s >= run.polls * bench.LAMBDA_BILLED_S_PER_POLL - 1e-9
+
+
+def test_waits_are_slept_in_the_function_up_to_twenty_seconds_and_the_invocation_budget() -> None:
+    job = bench.WorkloadJob(
+        id="j", model="m", submit_at_s=0.0, queue_s=0.0, run_s=1.0, progress="none", outcome="completed"
+    )
+    per_poll = bench.LAMBDA_BILLED_S_PER_POLL
+    short = bench.JobRun(job=job, waits=(3, 3, 20, 21, 3), seen_at_s=50.0, processing_seen_s=3.0)
+    # 3 s (from the submit: the Wait state), then polls: 3 and 20 slept, 21 is a turn of its own, 3 slept.
+    assert short.invocations() == pytest.approx([3 * per_poll + 23, 2 * per_poll + 3])
+    assert short.turns == 2 and bench.state_transitions(short.turns) == 7
+    long = bench.JobRun(job=job, waits=(3,) * 40, seen_at_s=120.0, processing_seen_s=3.0)
+    # Fixed 3 s polls: each invocation sleeps until the budget would be passed.
+    assert all(run <= bench.INVOCATION_BUDGET_S + per_poll for run in long.invocations())
+    assert long.turns == math.ceil(39 * (3 + per_poll) / bench.INVOCATION_BUDGET_S)
 
 
 def test_report_prints_both_tables_and_the_plot_is_written(

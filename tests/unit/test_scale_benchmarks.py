@@ -1,4 +1,4 @@
-"""The scale scripts' own arithmetic: percentiles, the transition fit, the poll projection, the
+"""The scale scripts' own arithmetic: percentiles, the cost model's job sets and pricing, the
 template reading behind the cold-start probe. (Their figures come from running them, not from here.)"""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import cold_start, cost_model, lag_benchmark
-from benchmarks.polling_benchmark import state_transitions
+from benchmarks.workload_gen import DEFAULT_WORKLOAD, load_workload
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -18,25 +18,38 @@ def test_percentile_is_nearest_rank() -> None:
     assert lag_benchmark.percentile([5.0, 1.0], 50) == 1.0
 
 
-def test_the_fit_recovers_the_state_machines_transition_line() -> None:
-    polls = [1, 4, 9, 20]
-    fixed, per_poll = cost_model.fit(polls, [state_transitions(p) for p in polls])
-    assert (fixed, per_poll) == pytest.approx((9.0, 3.0))
+def test_two_minute_jobs_mix_the_modes_in_the_workloads_shares() -> None:
+    jobs = cost_model.two_minute_jobs(16)
+    assert len(jobs) == 16 and {j.run_s for j in jobs} == {cost_model.TWO_MINUTE_RUN_S}
+    counts = {mode: sum(j.progress == mode for j in jobs) for mode in ("linear", "stepped", "none")}
+    assert counts == {"linear": 6, "stepped": 7, "none": 3}  # 6.48, 6.50, 3.02 by largest remainder
+    assert "duration=120.0" in jobs[0].prompt() and "outcome" not in jobs[0].prompt()
 
 
-@pytest.mark.parametrize("minutes", cost_model.JOB_MINUTES)
-def test_the_eta_policy_projects_fewer_polls_than_the_fixed_loop(minutes: int) -> None:
-    eta = cost_model.replayed_polls("eta", minutes * 60.0)
-    fixed = cost_model.replayed_polls("fixed-3s", minutes * 60.0)
-    assert 1 <= eta < fixed
-    # The fixed loop polls every 3 s from 3 s after submit until it sees the end (1 s queue + run).
-    assert fixed == pytest.approx((minutes * 60 + 1) / 3, abs=2)
+def test_the_reference_sample_is_stratified_and_its_history_leaves_the_sample_out() -> None:
+    workload = load_workload(DEFAULT_WORKLOAD)
+    sample, history = cost_model.reference_sample(workload, 30)
+    assert [j.progress for j in sample].count("none") == round(30 * 189 / 1000)
+    assert len({(j.model, j.run_s) for j in sample}) == len(sample)
+    picked = {(j.model, j.run_s, j.queue_s) for j in sample}
+    assert set(history) == {j.model for j in workload}
+    for model, durations in history.items():
+        # Run times of that model's completed jobs outside the sample, its last 50.
+        outside = [j.run_s for j in sorted(workload, key=lambda j: j.submit_at_s)
+                   if j.model == model and j.outcome == "completed" and (j.model, j.run_s, j.queue_s) not in picked]  # fmt: skip
+        assert durations == outside[-50:]
 
 
-def test_lambda_cost_counts_requests_and_gb_seconds() -> None:
-    one_second = cost_model.lambda_usd(1, 1000)
-    assert one_second == pytest.approx(0.20 / 1e6 + 0.25 * 0.0000166667)
-    assert cost_model.lambda_usd(10, 1000) == pytest.approx(10 * one_second)
+def test_a_jobs_cost_adds_transitions_billed_milliseconds_and_per_job_requests() -> None:
+    job = cost_model.two_minute_jobs(1)[0]
+    cost = cost_model.JobCost(job=job, task_id="t", submit_ms=99.2, transitions=10, turns=3, polls=12)
+    cost.invocation_ms = [100.4, 20_000.0, 0.5]
+    usd = cost.usd(upstream_latency_ms=200)
+    assert usd["sfn"] == pytest.approx(10 * 0.025 / 1000)
+    billed_poll_ms = 101 + 20_000 + 1 + 12 * 200
+    lam = 4 * 0.20 / 1e6 + (billed_poll_ms * 0.125 + 300 * 0.25) / 1000 * 0.0000166667
+    assert usd["lambda"] == pytest.approx(lam)
+    assert usd["total"] == pytest.approx(usd["sfn"] + usd["lambda"] + usd["other"])
 
 
 def test_the_cold_start_probe_reads_every_function_and_the_deployed_environment() -> None:
