@@ -91,7 +91,9 @@ if {first_client!r}:
     get_settings(JobTableSettings)
     clients.jobs_table() if {first_client!r} == "jobs table" else clients.aws().client("secretsmanager")
     sdk = (time.perf_counter() - started) * 1000
-print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "packages": top, "bridge": bridge}}))
+import resource
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"ms": elapsed * 1000, "sdk_ms": sdk, "rss_mb": rss_mb, "packages": top, "bridge": bridge}}))
 """
 
 
@@ -105,6 +107,10 @@ class FunctionReport:
     first_client: str | None
     import_ms: list[float] = field(default_factory=list)
     sdk_ms: list[float] = field(default_factory=list)
+    # Peak resident memory after the import and the first client (the interpreter's own included),
+    # against the function's MemorySize: what a Lambda instance holds before its first request.
+    rss_mb: float = 0.0
+    memory_mb: int = 0
     packages: list[str] = field(default_factory=list)
     bridge_modules: list[str] = field(default_factory=list)
     size_bytes: int = 0
@@ -226,6 +232,7 @@ def time_imports(report: FunctionReport, runtime: Path, env: dict[str, str], run
         report.import_ms.append(result["ms"])
         if result["sdk_ms"] is not None:
             report.sdk_ms.append(result["sdk_ms"])
+        report.rss_mb = max(report.rss_mb, result["rss_mb"])
         report.packages, report.bridge_modules = result["packages"], result["bridge"]
 
 
@@ -283,6 +290,14 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
+def _memory_mb(props: dict[str, Any]) -> int:
+    """The function's MemorySize, or the Globals' when it sets none."""
+    from cfnlint.decode import decode
+
+    template, _ = decode(str(TEMPLATE))
+    return int(props.get("MemorySize") or template["Globals"]["Function"]["MemorySize"])
+
+
 def _first_client(props: dict[str, Any]) -> str | None:
     policies = json.dumps(props.get("Policies") or [])
     if "JobsTable" in policies:
@@ -308,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes, how = build_sizes(functions, args.sam)
     for report in reports:
         report.size_bytes, report.zipped_bytes = sizes.get(report.logical_id, (0, 0))
+        report.memory_mb = _memory_mb(functions[report.logical_id])
 
     width = max(len(r.logical_id) for r in reports)
     print(f"handler import time, median of {args.runs} fresh interpreters (min in brackets); build: {how}")
     print(
         f"{'function':<{width}}  {'import':>16}  {'target':>7}  {'+ 1st AWS call':>17}  {'cold total':>10}  "
-        f"{'package':>12}  {'zipped':>12}"
+        f"{'package':>12}  {'zipped':>12}  {'peak RSS / MemorySize':>22}"
     )
     missed = []
     for r in reports:
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         sdk = "-" if r.sdk_median_ms is None else f"{r.sdk_median_ms:.1f} ms"
         print(
             f"{r.logical_id:<{width}}  {r.median_ms:>7.1f} ms ({min(r.import_ms):>4.0f})  {verdict:>7}  "
-            f"{sdk:>17}  {r.total_median_ms:>7.1f} ms  {_kib(r.size_bytes):>12}  {_kib(r.zipped_bytes):>12}"
+            f"{sdk:>17}  {r.total_median_ms:>7.1f} ms  {_kib(r.size_bytes):>12}  {_kib(r.zipped_bytes):>12}  "
+            f"{f'{r.rss_mb:.0f} / {r.memory_mb} MB':>22}"
         )
     layer_raw, layer_zipped = sizes.get("BridgeLayer", (0, 0))
     print(

@@ -229,7 +229,7 @@ class DeliverySettings(
     pass
 
 
-class ReconcileSettings(JobTableSettings, TrackingSettings, OutcomeCheckSettings, SweepSettings, WebhookLogSettings):
+class ReconcileSettings(JobTableSettings, TrackingSettings, OutcomeCheckSettings, SweepSettings):
     pass
 
 
