@@ -5,7 +5,6 @@ publish, webhook preparation that fails before or after its row is written."""
 from __future__ import annotations
 
 import contextvars
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -41,7 +40,6 @@ class BridgeFaults:
         self._cancel_crash: set[str] = set()
         self._prepare: dict[str, str] = {}
         self._faulted_cancels: set[str] = set()  # a cancel that answered 5xx because of us
-        self._in_cancel = threading.local()
 
     # ------------------------------------------------------------------ what the run tells it
 
@@ -157,18 +155,14 @@ class BridgeFaults:
         return status
 
     def _cancel_publish(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        def publish(job: JobRecord, event: dict[str, Any], state_machine_arn: str) -> Any:
+        def publish(job: JobRecord, state_machine_arn: str) -> Any:
             task_id = job.task_id
             if self._take(self._cancel_crash, task_id):
                 self._count("api died between cancel's write and its publish")
                 with self._lock:
                     self._faulted_cancels.add(task_id)
                 raise InjectedFault("fault run: the api died before publishing the cancel")
-            self._in_cancel.task_id = task_id
-            try:
-                return real(job, event, state_machine_arn)
-            finally:
-                self._in_cancel.task_id = None
+            return real(job, state_machine_arn)
 
         return publish
 
@@ -182,25 +176,9 @@ class BridgeFaults:
             when = self._take(self._prepare, job.task_id)
             if when is None:
                 return real(job, event, now, **kwargs)
-            if getattr(self._in_cancel, "task_id", None) == job.task_id:
-                where = "a cancel"
-                with self._lock:
-                    self._faulted_cancels.add(job.task_id)
-            else:
-                where = "the outcome check" if _called_by_reconciler() else "a poll"
             if when == "after":
                 real(job, event, now, **kwargs)
-            self._count(f"preparing the webhook failed in {where} ({when} its row was written)")
+            self._count(f"preparing the webhook failed in a poll invocation ({when} its row was written)")
             raise InjectedFault("fault run: preparing the webhook failed")
 
         return prepare_delivery
-
-
-def _called_by_reconciler() -> bool:
-    """Whether the outcome check (bridge.outcomes.checks) is on the stack of this call."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == "bridge.outcomes.checks":
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False

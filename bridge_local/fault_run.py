@@ -5,8 +5,8 @@ webhook receivers misbehave.
 
 What goes wrong:
 - upstream: each job gets a random mix of Router One faults (the simulator's prompt directive);
-- publishing: the state machine's SNS, EventBridge and webhook-queue sends fail some of the time
-  (`moto_patches.interpreter.PublishFaults`), half of them after the send took effect;
+- publishing: the bridge's SNS, EventBridge and webhook-queue sends fail some of the time
+  (`publish_faults.PublishFaults`), half of them after the send took effect;
 - the bridge's own steps (`BridgeFaults`): a poll killed right after recording the outcome (as
   AWS reports a timeout, running out of memory or an unknown error), some of them with their
   execution stopped too, so only the outcome check can publish; a poll killed while its Router One
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bridge_local.local_stack import StackOptions, running_stack
-    from bridge_local.moto_patches.interpreter import PublishFaults, install_publish_faults
+    from bridge_local.publish_faults import PublishFaults, install_publish_faults
 
     index = _EventIndex()
     options = StackOptions(

@@ -1,11 +1,9 @@
 """moto's Step Functions interpreter: the startExecution integration as AWS runs it, its clients
-signed with the execution's role and reused, publishing faults on demand, parsed JSONPaths kept."""
+signed with the execution's role and reused, parsed JSONPaths kept."""
 
 from __future__ import annotations
 
 import threading
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -86,82 +84,7 @@ def install_sfn_integration_fix() -> None:
     cls._normalise_response = normalise_response
 
 
-_FAULTABLE = {"sns": "Publish", "events": "PutEvents", "sqs": "SendMessage"}
 _SERVICE_MODULE_PREFIX = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
-
-
-@dataclass
-class PublishFaults:
-    """Make the state machine's SNS, EventBridge and SQS sends fail some of the time.
-
-    `rate` is the chance that one send fails; `lost_reply_share` of those failures happen after
-    the send took effect (the reply is lost, as when a connection drops), so a retry sends it
-    twice: receivers see the same event id again and must dedupe. The rest fail before sending.
-    """
-
-    rate: float = 0.0
-    lost_reply_share: float = 0.5
-    seed: int | None = None
-    injected: dict[str, int] = field(default_factory=dict)
-    _rng: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        import random
-
-        self._rng = random.Random(self.seed)
-
-    def roll(self, name: str) -> str | None:
-        """None (send normally), "before" (fail without sending) or "after" (send, then fail)."""
-        with self._lock:
-            if self._rng.random() >= self.rate:
-                return None
-            mode = "after" if self._rng.random() < self.lost_reply_share else "before"
-            key = f"{name}:{mode}"
-            self.injected[key] = self.injected.get(key, 0) + 1
-            return mode
-
-
-_publish_faults: PublishFaults | None = None
-
-
-def _injected_error(operation: str) -> Exception:
-    from botocore.exceptions import ClientError
-
-    # The interpreter's error mapping reads the request id and status, as botocore fills them in.
-    response = {
-        "Error": {"Code": "InternalFailure", "Message": "injected publishing fault"},
-        "ResponseMetadata": {"HTTPStatusCode": 500, "RequestId": str(uuid.uuid4())},
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]
-
-
-def _register_fault_hooks(client: Any, service: str) -> None:
-    """Let `_publish_faults` fail this client's faultable sends (a no-op while it is None)."""
-    operation = _FAULTABLE.get(service)
-    if operation is None:
-        return
-    name = f"{service}:{operation}"
-
-    def before(**kwargs: Any) -> None:
-        if _publish_faults is not None and (mode := _publish_faults.roll(name)) is not None:
-            kwargs["context"]["bridge_fault"] = mode
-            if mode == "before":
-                raise _injected_error(operation)
-
-    def after(**kwargs: Any) -> None:
-        if kwargs.get("context", {}).get("bridge_fault") == "after":
-            raise _injected_error(operation)
-
-    client.meta.events.register(f"before-call.{service}.{operation}", before)
-    client.meta.events.register(f"after-call.{service}.{operation}", after)
-
-
-def install_publish_faults(faults: PublishFaults | None) -> None:
-    """Route the interpreter's SNS/EventBridge/SQS sends through `faults` (None turns them off)."""
-    global _publish_faults
-    install_client_reuse()
-    _publish_faults = faults
 
 
 _CLIENT_USERS = (
@@ -245,7 +168,6 @@ def install_client_reuse() -> None:
                         max_pool_connections=INTERPRETER_POOL_CONNECTIONS,
                     ),
                 )
-                _register_fault_hooks(client, service)
         return client
 
     boto_client_for.__bridge_original__ = original  # type: ignore[attr-defined]

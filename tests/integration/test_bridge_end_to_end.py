@@ -239,7 +239,8 @@ def test_lambda_invokes_are_routed_to_the_real_poll_handler(bridge: LocalBridge)
         task_id=task_id, deadline_at=4_102_444_800, submitted_at="2026-11-24T20:00:00.000Z", polls_in_execution=0
     )
 
-    answer = lam.invoke(FunctionName=poll_name, Payload=json.dumps(payload).encode())
+    with bridge_settings(POLL_INVOCATION_SECONDS="0"):  # one poll, not the job's whole dense phase
+        answer = lam.invoke(FunctionName=poll_name, Payload=json.dumps(payload).encode())
 
     result = json.loads(answer["Payload"].read())
     assert "FunctionError" not in answer, result

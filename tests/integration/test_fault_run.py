@@ -23,7 +23,7 @@ from bridge_local.fault_run import (
     run,
     start_fault_receivers,
 )
-from bridge_local.moto_patches.interpreter import PublishFaults, install_publish_faults
+from bridge_local.publish_faults import PublishFaults, install_publish_faults
 
 from .conftest import BRIDGE_API_KEY, LocalBridge, bridge_settings
 

@@ -64,15 +64,16 @@ def probe(template: Path, role: str, action: str) -> tuple[dict[str, Any], str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def test_without_the_state_machine_sns_grant_the_outcome_never_reaches_the_topic(tmp_path: Path) -> None:
-    template = template_without(tmp_path, "JobStateMachine", lambda entry: "SNSPublishMessagePolicy" in entry)
+def test_without_the_poll_functions_sns_grant_the_outcome_never_reaches_the_topic(tmp_path: Path) -> None:
+    template = template_without(tmp_path, "PollFunction", lambda entry: "SNSPublishMessagePolicy" in entry)
 
-    report, printed = probe(template, "JobStateMachineRole", "sns:Publish")
+    report, printed = probe(template, "PollFunctionRole", "sns:Publish")
 
     assert report["denied_resources"] == [report["topic_arn"]]
     line = f"[iam] AccessDenied role={report['role_name']} action=sns:Publish resource={report['topic_arn']}"
     assert line in printed  # said as it happens, where a developer looks
-    assert any("AuthorizationError" in (error or "") for error in report["task_errors"]), report
+    # The refused send fails the poll by name, for the state machine's retries and then the outcome check.
+    assert "OutcomeNotPublished" in report["task_errors"], report
 
 
 def test_without_the_poll_table_grant_the_job_is_never_seen_to_end(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_each_function_calls_with_its_own_role(bridge: LocalBridge) -> None:
     parameters.clear_caches()
     bridge.wait_until(
         lambda: any(
-            d.role_name == roles["JobStateMachineRole"] and d.action == "sns:Publish"
+            d.role_name == roles["PollFunctionRole"] and d.action == "sns:Publish"
             for d in iam.usage.snapshot() - before
         )
     )
@@ -179,6 +180,6 @@ def test_each_function_calls_with_its_own_role(bridge: LocalBridge) -> None:
     assert ("PollFunctionRole", "dynamodb:UpdateItem") in used
     assert ("PollFunctionRole", "secretsmanager:GetSecretValue") in used
     assert ("JobStateMachineRole", "lambda:InvokeFunction") in used
-    assert ("JobStateMachineRole", "sns:Publish") in used
+    assert ("PollFunctionRole", "sns:Publish") in used and ("PollFunctionRole", "events:PutEvents") in used
     # Nobody else publishes the outcome, and the api function never touches the poll's grants.
-    assert not any(role != "JobStateMachineRole" and action == "sns:Publish" for role, action in used)
+    assert not any(role != "PollFunctionRole" and action == "sns:Publish" for role, action in used)

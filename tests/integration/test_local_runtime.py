@@ -301,7 +301,8 @@ def test_deployer_applies_definition_substitutions(aws: EmbeddedAws, stack: Depl
     definition = json.loads(machine["definition"])
     poll = definition["States"]["PollUpstream"]["Parameters"]["FunctionName"]
     assert poll == f"arn:aws:lambda:us-east-1:123456789012:function:{stack.function_names['PollFunction']}"
-    assert stack.topic_arn in machine["definition"]
+    copy = definition["States"]["KeepVideo"]["Parameters"]["FunctionName"]
+    assert copy == f"arn:aws:lambda:us-east-1:123456789012:function:{stack.function_names['KeepVideoFunction']}"
 
 
 def test_deployer_resolves_function_environment(stack: DeployedStack) -> None:

@@ -1,4 +1,4 @@
-"""Publishing faults: the state machine's SNS, EventBridge and webhook-queue sends fail some of the
+"""Publishing faults: the poll function's SNS, EventBridge and webhook-queue sends fail some of the
 time (before sending, or after, with the reply lost); every job still ends with exactly one
 terminal event per channel once receivers dedupe by event id."""
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge_local.moto_patches.interpreter import PublishFaults, install_publish_faults
+from bridge_local.publish_faults import PublishFaults, install_publish_faults
 
 from .conftest import LocalBridge
 

@@ -33,7 +33,7 @@ from bridge.submit.idempotent import MAX_KEY_LENGTH
 from bridge.upstream.caller_keys import CALLER_KEY_HEADER, MAX_CALLER_KEY_LENGTH
 from bridge_local.moto_patches import quotas
 
-from .conftest import LocalBridge
+from .conftest import LocalBridge, bridge_settings
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,11 @@ def test_the_largest_request_runs_the_whole_loop_inside_every_quota(bridge: Loca
     headers = {CALLER_KEY_HEADER: caller_key, "Idempotency-Key": "i" * MAX_KEY_LENGTH}
     measured: list[tuple[str, int, str]] = []
 
-    with quotas.observe(lambda key, size, text: measured.append((key, size, text))):
+    # One poll per invocation: every poll's answer then travels through the state machine.
+    with (
+        quotas.observe(lambda key, size, text: measured.append((key, size, text))),
+        bridge_settings(POLL_INVOCATION_SECONDS="0"),
+    ):
         # Long enough to be polled several times, in more than one execution, with progress on the way.
         bridge.simulator.queue_next(queue_s=0.5, run_s=11.0)
         response = bridge.api.post("/v1/videos/generations", json=body, headers=headers)
