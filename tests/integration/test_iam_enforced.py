@@ -61,7 +61,10 @@ def probe(template: Path, role: str, action: str) -> tuple[dict[str, Any], str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    # The report is the probe's JSON line; the functions' own logs may come after it.
+    reports = [line for line in done.stdout.splitlines() if line.startswith('{"role_name"')]
+    assert reports, done.stdout[-3000:]
+    return json.loads(reports[-1]), done.stderr
 
 
 def test_without_the_poll_functions_sns_grant_the_outcome_never_reaches_the_topic(tmp_path: Path) -> None:
