@@ -64,3 +64,15 @@ def test_the_cold_start_probe_reads_every_function_and_the_deployed_environment(
     assert api["STATE_MACHINE_ARN"].startswith("cold-start-probe") and api["POLL_INTERVAL_SECONDS"] == "5"
     assert "AWS_ENDPOINT_URL" not in api and "STATE_MACHINE_ARN" not in env["PollFunction"]
     assert set(cold_start.TARGETS_MS) == {"ApiFunction", "PollFunction"}
+
+
+def test_the_report_weights_each_mode_by_its_share_of_the_workload(capsys: pytest.CaptureFixture[str]) -> None:
+    by_mode = {"linear": 10, "stepped": 20, "none": 40}  # transitions, so each mode's dollars differ
+    costs = [
+        cost_model.JobCost(job=job, task_id=job.progress, submit_ms=0.0, transitions=by_mode[job.progress])
+        for job in cost_model.two_minute_jobs(3)
+    ]
+    totals = cost_model.report(costs, upstream_latency_ms=0.0)
+    each = {c.job.progress: 1000 * c.usd(0.0)["total"] for c in costs}
+    assert totals == {"two-minute": pytest.approx(sum(cost_model.MODE_WEIGHTS[m] * each[m] for m in each))}
+    assert "two-minute  weighted" in capsys.readouterr().out
