@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,28 @@ def test_cancel_stops_the_loop_and_publishes_canceled_everywhere(bridge: LocalBr
     # Again: a clear conflict, nothing published twice.
     again = bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
     assert again.status_code in (200, 409)
+
+
+def test_a_cancel_stops_an_invocation_that_is_polling_at_its_next_poll(bridge: LocalBridge) -> None:
+    # A minute-long job polled every 3 s: its invocation is in the middle of sleeping and polling.
+    task_id = bridge.submit(run_s=60.0, queue_s=0.2).json()["task_id"]
+    bridge.wait_until(lambda: bridge.simulator.task(task_id)["polls"] >= 2, timeout=30, what="two polls")
+    answer = bridge.api.post(f"/v1/videos/generations/{task_id}/cancel")
+    assert answer.status_code == 200, answer.text
+    polls_at_cancel = bridge.simulator.task(task_id)["polls"]
+    recorded_at_cancel = int(bridge.job_row(task_id)["poll_count"]["N"])
+
+    events = bridge.events.wait_for(task_id)
+    time.sleep(2 * 3 + 1)  # two poll intervals: the invocation would have polled twice more
+    # At most the one poll it was sleeping towards, which found the job ended: nothing recorded or sent.
+    assert bridge.simulator.task(task_id)["polls"] <= polls_at_cancel + 1
+    assert int(bridge.job_row(task_id)["poll_count"]["N"]) == recorded_at_cancel
+    later = bridge.events.for_task(task_id)
+    assert (
+        [e["event"]["type"] for e in later["sns"]]
+        == ["video.generation.canceled"]
+        == [e["event"]["type"] for e in events["sns"]]
+    )
 
 
 def test_cancelling_a_finished_job_is_a_409_envelope(bridge: LocalBridge) -> None:

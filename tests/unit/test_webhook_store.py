@@ -234,35 +234,6 @@ def test_no_round_for_a_delivery_that_does_not_exist(table: str) -> None:
     assert deliveries.get_delivery("task_1", "evt_1") is None  # and none was made
 
 
-# --------------------------------------------------------------------------- enriching the event
-
-
-def test_the_event_is_replaced_while_nothing_was_sent(table: str) -> None:
-    create()
-    enriched = event() | {"data": {"task_id": "task_1", "status": "completed", "video_url": "https://v/1"}}
-    deliveries.replace_event("task_1", enriched)
-    assert json.loads(raw()["event"]) == enriched
-
-
-def test_the_event_is_kept_once_an_attempt_was_made(table: str) -> None:
-    create()
-    attempt(1, DeliveryStatus.RETRYING)
-    deliveries.replace_event("task_1", event() | {"data": {"changed": True}})
-    assert json.loads(raw()["event"]) == event()
-
-
-def test_the_event_is_kept_in_a_later_round(table: str) -> None:
-    create()
-    deliveries.start_round("task_1", "evt_1", now=NOW, max_rounds=3)
-    deliveries.replace_event("task_1", event() | {"data": {"changed": True}})
-    assert json.loads(raw()["event"]) == event()
-
-
-def test_replacing_the_event_of_no_delivery_creates_nothing(table: str) -> None:
-    deliveries.replace_event("task_1", event("evt_9"))
-    assert deliveries.get_delivery("task_1", "evt_9") is None
-
-
 def test_final_statuses() -> None:
     assert {"delivered", "gone", "dead_lettered", "stopped"} == DeliveryStatus.FINAL
     assert DeliveryStatus.PENDING not in DeliveryStatus.FINAL and DeliveryStatus.RETRYING not in DeliveryStatus.FINAL

@@ -233,7 +233,7 @@ class ReconcileSettings(JobTableSettings, TrackingSettings, OutcomeCheckSettings
     pass
 
 
-class KeepVideoSettings(JobTableSettings, WebhookLogSettings, VideoSettings):
+class KeepVideoSettings(JobTableSettings, VideoSettings):
     pass
 
 

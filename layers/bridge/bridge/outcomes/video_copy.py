@@ -19,7 +19,7 @@ from bridge.clients import s3, video_http_client
 from bridge.observability import logger, metrics
 from bridge.outbound import deadlines
 from bridge.settings import VideoSettings, get_settings
-from bridge.store import deliveries, jobs
+from bridge.store import jobs
 from bridge.timeutil import iso, utcnow
 
 # Router One serves MP4; a CDN may label it generically. Anything else is not what we keep.
@@ -87,9 +87,6 @@ def keep_video(step: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name="VideoCopyFailures", unit="Count", value=1)
         logger.warning("video not kept", extra={"task_id": data["task_id"], "reason": str(exc)})
     jobs.replace_event(data["task_id"], event, video=data["video"])
-    if step.get("webhook"):
-        # An execution started on an earlier definition queued nothing yet but logged its deliveries.
-        deliveries.replace_event(data["task_id"], event)
     return step | {"event": event, "action": "publish"}
 
 

@@ -220,35 +220,6 @@ def start_round(
     return int(updated["Attributes"]["round"])
 
 
-def replace_event(task_id: str, event: dict[str, Any]) -> None:
-    """Swap in an enriched copy of an event in each of its deliveries that sent nothing yet."""
-    query: dict[str, Any] = {
-        "KeyConditionExpression": "task_id = :task_id AND begins_with(event_id, :event_id)",
-        "ExpressionAttributeValues": {":task_id": task_id, ":event_id": event["id"]},
-        "ProjectionExpression": "event_id",
-    }
-    delivery_ids: list[str] = []
-    while True:
-        page = deliveries_table().query(**query)
-        delivery_ids.extend(item["event_id"] for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    body = json.dumps(event, separators=(",", ":"))
-    for delivery_id in delivery_ids:
-        try:
-            deliveries_table().update_item(
-                Key={"task_id": task_id, "event_id": delivery_id},
-                UpdateExpression="SET event = :event",
-                ConditionExpression="attempt_count = :zero AND #round = :one",
-                ExpressionAttributeNames={"#round": "round"},
-                ExpressionAttributeValues={":event": body, ":zero": 0, ":one": 1},
-            )
-        except aws_errors.ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-
-
 def stop_delivery(task_id: str, delivery_id: str, *, round_no: int, reason: str, now: datetime) -> bool:
     """End an unfinished delivery without an attempt (its endpoint is disabled or gone)."""
     try:

@@ -75,7 +75,8 @@ def poll_once(
 
 
 def publish_recorded(raw_state: dict[str, Any] | LoopState, now: datetime | None = None) -> LoopStep:
-    """The `publish` action: send the job's recorded outcome if it is still marked unpublished."""
+    """The `publish` action: send the job's recorded outcome, as the row holds it, if it is still
+    marked unpublished (after the video copy step, or for a cancel or the outcome check)."""
     state = LoopState.model_validate(raw_state)
     job = jobs.find_row(state.task_id)
     event = job.outcome_event() if job is not None and job.unpublished_since else None
@@ -83,7 +84,7 @@ def publish_recorded(raw_state: dict[str, Any] | LoopState, now: datetime | None
         logger.info("no unpublished outcome to send", extra={"task_id": state.task_id})
         return _finished(state, job.status.value if job is not None else "unknown")
     step = state.model_dump() | {"status": event["data"]["status"]}
-    return _publish_step(step, state, job, event, now or utcnow(), after_copy=True)
+    return _publish_step(step, state, job, event, now or utcnow(), copy_first=False)
 
 
 def _upstream_for(state: LoopState) -> RouterOneClient:
@@ -290,13 +291,13 @@ def _publish_step(
     event: dict[str, Any],
     now: datetime,
     *,
-    after_copy: bool = False,
+    copy_first: bool = True,
 ) -> LoopStep:
     """Send the recorded outcome, unless the video is to be kept first: then the state machine's
     KeepVideo step copies it and hands back here (`publish`). Raises `OutcomeNotPublished`."""
     status = JobStatus(event["data"]["status"])
     keep = (
-        not after_copy
+        copy_first
         and get_settings(PollingSettings).keep_videos
         and status == JobStatus.COMPLETED
         and bool(event["data"].get("url"))
