@@ -44,7 +44,7 @@ from benchmarks.workload_gen import PROGRESS_MODES, WorkloadJob, percentile  # n
 from benchmarks.workload_gen import load_workload as load_workload  # noqa: E402  (re-exported)
 from bridge.settings import PollingSettings  # noqa: E402
 from bridge.tracking.eta_policy import MIN_WAIT_S, ModelDurations, PollMemory, Tuning, next_wait, remember  # noqa: E402
-from bridge.tracking.invocation import sleeps_here  # noqa: E402
+from bridge.tracking.invocation import INLINE_MAX_WAIT_S, sleeps_here  # noqa: E402
 from bridge_local.simulator import _progress  # noqa: E402  (the simulator's progress curve, reused as is)
 
 DEFAULT_PLOT = ROOT / "docs" / "polling-benchmark.png"
@@ -296,7 +296,10 @@ def report(results: dict[str, list[JobRun]], workload: Path | str) -> None:
     print("Assumptions:")
     print(f"  Step Functions Standard: ${SFN_USD_PER_TRANSITION * 1000:.3f} per 1,000 state transitions")
     print("  transitions per job: 3 per turn (Wait, Poll, Route) + 1 to end (see state_transitions)")
-    print(f"  a turn's invocation sleeps waits of at most 20 s for up to {INVOCATION_BUDGET_S} s (tracking.invocation)")
+    print(
+        f"  a turn's invocation sleeps waits of at most {INLINE_MAX_WAIT_S} s for up to {INVOCATION_BUDGET_S} s "
+        "(tracking.invocation)"
+    )
     print(
         f"  poll Lambda: {LAMBDA_MEMORY_GB * 1024:.0f} MB, {LAMBDA_BILLED_S_PER_POLL * 1000:.0f} ms billed per poll "
         f"plus the waits slept, ${LAMBDA_USD_PER_GB_S:.10f} per GB-second + ${LAMBDA_USD_PER_REQUEST * 1e6:.2f} "

@@ -68,11 +68,11 @@ def run(monkeypatch: pytest.MonkeyPatch, script: Script, state: dict[str, Any] |
     return invocation.run_invocation(state or STATE, sleep=script.sleep, clock=lambda: script.now)
 
 
-def test_waits_up_to_twenty_seconds_are_slept_here_and_a_longer_one_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    script = Script(3, 20, 6, 21)
+def test_waits_up_to_thirty_seconds_are_slept_here_and_a_longer_one_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = Script(3, 30, 6, 31)
     step = run(monkeypatch, script)
-    assert script.slept == [3, 20, 6]
-    assert step.action == "wait" and step.next_wait_s == 21  # the Wait state's
+    assert script.slept == [3, 30, 6]
+    assert step.action == "wait" and step.next_wait_s == 31  # the Wait state's
     assert step.polls_in_execution == 5  # one turn, however many polls it made
 
 
@@ -118,7 +118,7 @@ def test_a_transient_failure_raises_on_the_first_poll_and_hands_back_on_a_later_
 
 
 def test_each_poll_starts_from_the_last_ones_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    script = Script("started", 3, 25)
+    script = Script("started", 3, 35)
     run(monkeypatch, script)
     # `started` went out on the first poll: the later polls of the same invocation must not send it again.
     assert script.started_flags == [False, True, True]
@@ -128,9 +128,9 @@ def test_each_poll_starts_from_the_last_ones_state(monkeypatch: pytest.MonkeyPat
 def test_past_the_turn_budget_the_loop_continues_in_a_fresh_execution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_POLLS_PER_EXECUTION", "5")
     settings.get_settings.cache_clear()
-    step = run(monkeypatch, Script(3, 30))
+    step = run(monkeypatch, Script(3, 40))
     assert step.action == "continue" and step.generation == 1
-    assert step.next_execution_name == f"{STATE['task_id']}--1" and step.next_wait_s == 30
+    assert step.next_execution_name == f"{STATE['task_id']}--1" and step.next_wait_s == 40
 
 
 def test_the_publish_action_sends_the_recorded_outcome_without_polling(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +147,7 @@ def test_the_publish_action_sends_the_recorded_outcome_without_polling(monkeypat
 
 
 @pytest.mark.parametrize(
-    ("wait", "elapsed", "budget", "here"), [(20, 0, 90, True), (21, 0, 90, False), (3, 88, 90, False)]
+    ("wait", "elapsed", "budget", "here"), [(30, 0, 90, True), (31, 0, 90, False), (3, 88, 90, False)]
 )
 def test_the_rule_the_benchmark_replays(wait: int, elapsed: float, budget: int, here: bool) -> None:
     assert invocation.sleeps_here(wait, elapsed_s=elapsed, budget_s=budget) is here

@@ -12,6 +12,7 @@ from benchmarks import polling_benchmark as bench
 from benchmarks import polling_suite as suite
 from benchmarks import workload_gen as gen
 from bridge.tracking.eta_policy import MIN_WAIT_S
+from bridge.tracking.invocation import INLINE_MAX_WAIT_S
 from bridge_local.simulator import Job, JobConfig
 
 SLICE = 60
@@ -97,20 +98,20 @@ def test_state_transitions_and_costs_follow_the_turns(results: dict[str, list[be
             # Every poll is in exactly one invocation, and every wait but the first and the longer ones is slept in one.
             assert 1 <= run.turns <= run.polls
             slept = sum(w for w in run.waits[1:]) - sum(
-                w for w in run.waits[1:] if w > 20
+                w for w in run.waits[1:] if w > INLINE_MAX_WAIT_S
             )  # an upper bound: the budget may end an invocation early
             assert run.lambda_s <= slept + run.polls * bench.LAMBDA_BILLED_S_PER_POLL + 1e-9
             assert run.lambda_s >= run.polls * bench.LAMBDA_BILLED_S_PER_POLL - 1e-9
 
 
-def test_waits_are_slept_in_the_function_up_to_twenty_seconds_and_the_invocation_budget() -> None:
+def test_waits_are_slept_in_the_function_up_to_thirty_seconds_and_the_invocation_budget() -> None:
     job = bench.WorkloadJob(
         id="j", model="m", submit_at_s=0.0, queue_s=0.0, run_s=1.0, progress="none", outcome="completed"
     )
     per_poll = bench.LAMBDA_BILLED_S_PER_POLL
-    short = bench.JobRun(job=job, waits=(3, 3, 20, 21, 3), seen_at_s=50.0, processing_seen_s=3.0)
-    # 3 s (from the submit: the Wait state), then polls: 3 and 20 slept, 21 is a turn of its own, 3 slept.
-    assert short.invocations() == pytest.approx([3 * per_poll + 23, 2 * per_poll + 3])
+    short = bench.JobRun(job=job, waits=(3, 3, 30, 31, 3), seen_at_s=70.0, processing_seen_s=3.0)
+    # 3 s (from the submit: the Wait state), then polls: 3 and 30 slept, 31 is a turn of its own, 3 slept.
+    assert short.invocations() == pytest.approx([3 * per_poll + 33, 2 * per_poll + 3])
     assert short.turns == 2 and bench.state_transitions(short.turns) == 7
     long = bench.JobRun(job=job, waits=(3,) * 40, seen_at_s=120.0, processing_seen_s=3.0)
     # Fixed 3 s polls: each invocation sleeps until the budget would be passed.

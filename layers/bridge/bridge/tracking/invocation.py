@@ -1,7 +1,7 @@
 """One poll function invocation: polls of a job for as long as the waits between them are short.
 
 A turn of the state machine's loop (Wait, the poll Task, the Choice after it) is three state
-transitions, $0.000075, as much as 36 s of this 128 MB function running. So a wait shorter than
+transitions, $0.000075, as much as 36 s of this 128 MB function running. So a wait of at most
 `INLINE_MAX_WAIT_S` is slept here, between two polls of the same invocation, and only a longer one
 goes back to the Wait state. The waits themselves are the policy's, never under Router One's 3 s
 floor; every poll's answer is recorded as it comes, so a crash loses no more than the invocation's
@@ -28,9 +28,9 @@ from bridge.tracking.loop import execution_name, should_continue_in_new_executio
 from bridge.tracking.poll_step import poll_once, publish_recorded
 from bridge.tracking.state import LoopState, LoopStep
 
-# The break-even wait is 36 s at 128 MB (docs/cost.md); well under it, a job near its end is polled
-# here, and a long invocation does not hold a concurrent execution through a sparse phase.
-INLINE_MAX_WAIT_S = 20
+# The break-even wait is 36 s at 128 MB (docs/cost.md): a shorter one is cheaper slept here. Past 30 s
+# the saving is small, and a sleeping invocation holds a concurrent execution (docs/limits.md).
+INLINE_MAX_WAIT_S = 30
 # Time a poll needs after its wait: the request (cut by the function's deadline) and the writes.
 REQUEST_ROOM_S = 10.0
 
