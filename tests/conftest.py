@@ -57,6 +57,13 @@ def _whole_suite(config: pytest.Config) -> bool:
     )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: at least three workers, one per CPU beyond that (addopts caps it at four). The
+    integration tests mostly wait on 3 s polls, so a 2-core machine runs three stacks at once with
+    time to spare: the whole suite took 9 min 20 s with two workers there and 7 min 6 s with three."""
+    return max(3, os.cpu_count() or 1)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if _is_controller(config):
         shutil.rmtree(USAGE_DIR, ignore_errors=True)
