@@ -83,8 +83,7 @@ def publish_recorded(raw_state: dict[str, Any] | LoopState, now: datetime | None
     if job is None or event is None:
         logger.info("no unpublished outcome to send", extra={"task_id": state.task_id})
         return _finished(state, job.status.value if job is not None else "unknown")
-    step = state.model_dump() | {"status": event["data"]["status"]}
-    return _publish_step(step, state, job, event, now or utcnow(), copy_first=False)
+    return _publish_step(state, job, event, now or utcnow(), copy_first=False)
 
 
 def _upstream_for(state: LoopState) -> RouterOneClient:
@@ -204,8 +203,7 @@ def _already_ended(state: LoopState, status: JobStatus, now: datetime) -> LoopSt
         # This very execution recorded the outcome and died before publishing it: publish it now.
         job, event = unpublished
         logger.info("publishing the outcome this execution recorded before a crash", extra={"task_id": state.task_id})
-        step = state.model_dump() | {"status": event["data"]["status"]}
-        return _publish_step(step, state, job, event, now)
+        return _publish_step(state, job, event, now)
     # The job already ended elsewhere (canceled, or another execution recorded its outcome).
     logger.info("job already ended, loop stops", extra={"task_id": state.task_id})
     return _finished(state, status.value)
@@ -274,18 +272,16 @@ def _finish(
         url_ttl_s=get_settings(PollingSettings).video_url_ttl_seconds,
         error=error,
     )
-    step = state.model_dump() | {"status": status.value}
     if to_publish is None:
         logger.info("outcome already recorded by another execution", extra={"task_id": state.task_id})
         return _finished(state, status.value)
     metrics.add_metric(name=f"Jobs{status.value.title().replace('_', '')}", unit="Count", value=1)
     if status == JobStatus.COMPLETED:
         _remember_duration(state, now)
-    return _publish_step(step, state, job, to_publish, now)
+    return _publish_step(state, job, to_publish, now)
 
 
 def _publish_step(
-    step: dict[str, Any],
     state: LoopState,
     job: JobRecord,
     event: dict[str, Any],
@@ -304,14 +300,16 @@ def _publish_step(
         and "video" not in event["data"]
     )
     if keep and state.machine_version >= 2:
-        return LoopStep.model_validate(step | {"action": "keep_video", "status": status.value, "event": event})
+        return LoopStep.model_validate(
+            state.model_dump() | {"action": "keep_video", "status": status.value, "event": event}
+        )
     if keep:
         # An execution started on an earlier definition has no step that would hand back after the copy.
         logger.warning(
             "video not kept: the execution predates the copy step's hand-back", extra={"task_id": job.task_id}
         )
     publishing.publish_outcome(job, event, now)
-    return LoopStep.model_validate(step | {"action": "finish", "status": status.value})
+    return _finished(state, status.value)
 
 
 def _upstream_failure(seen: UpstreamStatus) -> dict[str, Any]:
